@@ -1,0 +1,137 @@
+"""The one training loop of rsgen: single process or ``torchrun --nproc_per_node=N``.
+
+It owns what every task shares: process group, per-step seeding (so ``--resume`` replays
+exactly), logging to ``log.jsonl``, periodic atomic checkpoints, validation, the export of
+the best and final weights, and a progress bar. The task (picked by ``config['task']``)
+owns models, losses and data.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from tqdm import tqdm
+
+from rsgen.checkpoint import load_training_state, save_training_state
+from rsgen.errors import RsgenError
+from rsgen.train.distributed import DistContext, init_distributed, shutdown_distributed
+from rsgen.train.tasks import TrainTask, build_task
+
+CHECKPOINT_NAME = "checkpoint.safetensors"
+LOG_NAME = "log.jsonl"
+
+
+def step_seed(seed: int, rank: int, step: int) -> int:
+    """A distinct, reproducible torch seed for every (run seed, rank, step)."""
+    return int(np.random.SeedSequence([seed, rank, step]).generate_state(1)[0])
+
+
+def run_training(config: dict[str, Any], run_dir: str | Path, resume: bool = False,
+                 max_steps: int | None = None, device: str | None = None, progress: bool = True) -> dict[str, Any]:
+    """Train per ``config`` into ``run_dir``; returns a summary dict (also the last log line)."""
+    run_dir = Path(run_dir)
+    ctx = init_distributed(device)
+    try:
+        return _train(config, run_dir, resume, max_steps, ctx, progress)
+    finally:
+        shutdown_distributed()
+
+
+def _train(config: dict[str, Any], run_dir: Path, resume: bool, max_steps: int | None,
+           ctx: DistContext, progress: bool) -> dict[str, Any]:
+    checkpoint = run_dir / CHECKPOINT_NAME
+    if checkpoint.exists() and not resume:
+        raise RsgenError("run folder already has a checkpoint: pass --resume, or choose another folder", run_dir)
+    seed = int(config.get("seed", 0))
+    torch.manual_seed(seed)  # identical initial weights on every rank
+    task = build_task(config, ctx)
+    start = 0
+    if resume and checkpoint.exists():
+        tensors, meta = load_training_state(checkpoint)
+        task.load_state(tensors, meta["task"])
+        start = int(meta["step"])
+    end = task.total_steps if max_steps is None else min(int(max_steps), task.total_steps)
+    train_cfg = config["train"]
+    every = {k: int(train_cfg.get(k, 0)) for k in ("log_every", "eval_every", "checkpoint_every")}
+
+    if ctx.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    log = _Logger(run_dir / LOG_NAME, ctx.is_main)
+    log.write({"event": "start", "step": start, "end": end, "world_size": ctx.world_size,
+               "device": str(ctx.device), "threads": torch.get_num_threads()})
+    best = _best_gain(run_dir / "best" / "config.json")
+    bar = tqdm(total=end, initial=start, desc="train", disable=not (progress and ctx.is_main),
+               mininterval=2.0, file=sys.stderr, dynamic_ncols=True)
+    tic, done = time.perf_counter(), 0
+    for step in range(start, end):
+        torch.manual_seed(step_seed(seed, ctx.rank, step))
+        logs = task.train_step(step)
+        done += 1
+        bar.update(1)
+        number = step + 1
+        if every["log_every"] and number % every["log_every"] == 0:
+            seconds = (time.perf_counter() - tic) / done
+            tic, done = time.perf_counter(), 0
+            log.write({"step": number, **logs, "sec_per_step": round(seconds, 4)})
+            bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items() if k != "lr"})
+        if every["eval_every"] and number % every["eval_every"] == 0 or number == end:
+            best = _validate(task, ctx, log, run_dir, number, best)
+        if every["checkpoint_every"] and number % every["checkpoint_every"] == 0 or number == end:
+            _save_checkpoint(task, ctx, checkpoint, number)
+    bar.close()
+
+    checksums = [row[0] for row in ctx.all_gather_floats([task.weight_checksum()])]
+    summary = {"event": "end", "step": end, "world_size": ctx.world_size, "rank_checksums": checksums}
+    if ctx.is_main:
+        task.export(run_dir / "final", {"training": {"step": end, "config": config}})
+    log.write(summary)
+    ctx.barrier()
+    return summary
+
+
+def _validate(task: TrainTask, ctx: DistContext, log: _Logger, run_dir: Path, step: int, best: float) -> float:
+    """Validate on rank 0 and export ``best/`` when the val gain improves."""
+    if ctx.is_main:
+        metrics = task.evaluate()
+        if metrics:
+            log.write({"step": step, "event": "eval", **metrics})
+            gain = metrics.get("val_gain_db", float("-inf"))
+            if gain > best:
+                best = gain
+                task.export(run_dir / "best", {"training": {"step": step, **metrics}})
+    ctx.barrier()
+    return best
+
+
+def _save_checkpoint(task: TrainTask, ctx: DistContext, path: Path, step: int) -> None:
+    if ctx.is_main:
+        tensors, meta = task.state_tensors()
+        save_training_state(path, tensors, {"step": step, "task": meta})
+    ctx.barrier()
+
+
+def _best_gain(config_path: Path) -> float:
+    if not config_path.exists():
+        return float("-inf")
+    return float(json.loads(config_path.read_text()).get("training", {}).get("val_gain_db", float("-inf")))
+
+
+class _Logger:
+    """Appends JSON lines (rank 0 only)."""
+
+    def __init__(self, path: Path, enabled: bool) -> None:
+        self.path, self.enabled = path, enabled
+
+    def write(self, record: dict[str, Any]) -> None:
+        if self.enabled:
+            record = {"time": round(time.time(), 1), **record}
+            with self.path.open("a") as f:
+                f.write(json.dumps(record) + "\n")

@@ -1,0 +1,173 @@
+"""DEGAN training: a content-loss (PSNR) warm-up, then the GAN phase with the paper's loss.
+
+Generator loss in the GAN phase: 0.5 * MSE + 0.5 * perceptual (Charbonnier on deep
+features) + 0.1 * BCE adversarial; the discriminator minimises BCE on real vs generated HR.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+from torch.nn.parallel import DistributedDataParallel
+
+from rsgen.checkpoint import optimizer_from_tensors, optimizer_to_tensors, save_pretrained
+from rsgen.data.degradation import bicubic_downscale, bicubic_upscale, crop_to_multiple
+from rsgen.data.sr_dataset import (
+    SRPairSampler,
+    find_image_files,
+    load_rgb,
+    pil_to_tensor,
+    resolve_data_path,
+    tensor_to_uint8,
+)
+from rsgen.metrics import psnr
+from rsgen.models import DEGANConfig, DEGANDiscriminator, DEGANGenerator, DiscriminatorConfig
+from rsgen.models.feature_extractors import build_feature_extractor
+from rsgen.train.distributed import DistContext
+from rsgen.train.losses import PerceptualLoss, adversarial_loss
+
+
+class SuperResolutionTask:
+    """Owns the generator, discriminator, optimizers and data of a DEGAN training run."""
+
+    def __init__(self, config: dict[str, Any], ctx: DistContext) -> None:
+        self.config, self.ctx = config, ctx
+        train, data, loss = config["train"], config["data"], config["loss"]
+        self.warmup_steps = int(train["warmup_steps"])
+        self.total_steps = self.warmup_steps + int(train["gan_steps"])
+        self.batch_size = max(int(train["batch_size"]) // ctx.world_size, 1)
+        self.loss_weights = loss
+        device = ctx.device
+
+        self.generator = DEGANGenerator(DEGANConfig.from_dict(config["model"])).to(device)
+        self.g_opt = torch.optim.Adam(self.generator.parameters(), lr=train["lr"], betas=tuple(train["betas"]))
+        self.g_sched = torch.optim.lr_scheduler.MultiStepLR(self.g_opt, train["lr_milestones"], train["lr_gamma"])
+        self.g_train = self._wrap(self.generator)
+
+        self.discriminator = self.d_opt = self.d_sched = self.perceptual = None
+        if self.total_steps > self.warmup_steps:
+            self.discriminator = DEGANDiscriminator(DiscriminatorConfig.from_dict(config["discriminator"])).to(device)
+            self.d_opt = torch.optim.Adam(self.discriminator.parameters(), lr=train["lr"], betas=tuple(train["betas"]))
+            milestones = [max(m - self.warmup_steps, 0) for m in train["lr_milestones"]]
+            self.d_sched = torch.optim.lr_scheduler.MultiStepLR(self.d_opt, milestones, train["lr_gamma"])
+            self.d_train = self._wrap(self.discriminator)
+            features = build_feature_extractor(loss["perceptual_network"], loss.get("perceptual_weights"))
+            self.perceptual = PerceptualLoss(features).to(device)
+
+        root = data.get("root")
+        self.sampler = SRPairSampler(
+            [resolve_data_path(p, root) for p in data["train"]],
+            self.generator.scale,
+            int(data["hr_crop"]),
+            bool(data.get("augment", True)),
+            seed=int(config.get("seed", 0)),
+            rank=ctx.rank,
+        )
+        self.val_files = []
+        if data.get("val"):
+            files = find_image_files(resolve_data_path(data["val"], root))
+            stride = max(len(files) // int(data.get("val_images", 14)), 1)
+            self.val_files = files[::stride][: int(data.get("val_images", 14))]
+
+    def _wrap(self, module: torch.nn.Module) -> torch.nn.Module:
+        if not self.ctx.distributed:
+            return module
+        ids = [self.ctx.device.index] if self.ctx.device.type == "cuda" else None
+        return DistributedDataParallel(module, device_ids=ids)
+
+    def phase(self, step: int) -> str:
+        return "warmup" if step < self.warmup_steps else "gan"
+
+    def train_step(self, step: int) -> dict[str, float]:
+        """One optimisation step on the batch that belongs to ``step``."""
+        self.generator.train()
+        lr, hr = (t.to(self.ctx.device) for t in self.sampler.batch(step, self.batch_size))
+        if step < self.warmup_steps:
+            logs = self._warmup_step(lr, hr)
+        else:
+            logs = self._gan_step(lr, hr)
+            self.d_sched.step()
+        self.g_sched.step()
+        logs["lr"] = self.g_opt.param_groups[0]["lr"]
+        return logs
+
+    def _warmup_step(self, lr: torch.Tensor, hr: torch.Tensor) -> dict[str, float]:
+        loss = F.mse_loss(self.g_train(lr), hr)
+        self.g_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.g_opt.step()
+        return {"content": loss.item()}
+
+    def _gan_step(self, lr: torch.Tensor, hr: torch.Tensor) -> dict[str, float]:
+        self.discriminator.train()
+        sr = self.g_train(lr)
+        d_loss = adversarial_loss(self.d_train(hr), True) + adversarial_loss(self.d_train(sr.detach()), False)
+        self.d_opt.zero_grad(set_to_none=True)
+        d_loss.backward()
+        self.d_opt.step()
+
+        w = self.loss_weights
+        content = F.mse_loss(sr, hr)
+        perceptual = self.perceptual(sr, hr)
+        adversarial = adversarial_loss(self.d_train(sr), True)
+        g_loss = w["content"] * content + w["perceptual"] * perceptual + w["adversarial"] * adversarial
+        self.g_opt.zero_grad(set_to_none=True)
+        g_loss.backward()
+        self.g_opt.step()
+        return {"content": content.item(), "perceptual": perceptual.item(), "adversarial": adversarial.item(),
+                "g_total": g_loss.item(), "d_loss": d_loss.item()}
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        """Mean RGB PSNR (border cropped by the scale) of the model and of bicubic on the val subset."""
+        if not self.val_files:
+            return {}
+        self.generator.eval()
+        scale = self.generator.scale
+        model_psnr, bicubic_psnr = [], []
+        for path in self.val_files:
+            hr = crop_to_multiple(load_rgb(path), scale)
+            lr = bicubic_downscale(hr, scale)
+            sr = tensor_to_uint8(self.generator(pil_to_tensor(lr)[None].to(self.ctx.device))[0])
+            hr_array = np.asarray(hr)
+            model_psnr.append(psnr(sr, hr_array, crop_border=scale))
+            bicubic_psnr.append(psnr(np.asarray(bicubic_upscale(lr, scale)), hr_array, crop_border=scale))
+        model, bicubic = float(np.mean(model_psnr)), float(np.mean(bicubic_psnr))
+        return {"val_psnr": model, "val_psnr_bicubic": bicubic, "val_gain_db": model - bicubic}
+
+    def state_tensors(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        tensors = {f"generator.{k}": v for k, v in self.generator.state_dict().items()}
+        g_opt, g_groups = optimizer_to_tensors(self.g_opt, "g_opt")
+        tensors.update(g_opt)
+        meta: dict[str, Any] = {"g_groups": g_groups, "g_sched": self.g_sched.state_dict()}
+        if self.discriminator is not None:
+            tensors.update({f"discriminator.{k}": v for k, v in self.discriminator.state_dict().items()})
+            d_opt, d_groups = optimizer_to_tensors(self.d_opt, "d_opt")
+            tensors.update(d_opt)
+            meta.update({"d_groups": d_groups, "d_sched": self.d_sched.state_dict()})
+        return tensors, meta
+
+    def load_state(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+        def sub(prefix: str) -> dict[str, torch.Tensor]:
+            return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+        self.generator.load_state_dict(sub("generator."))
+        optimizer_from_tensors(self.g_opt, tensors, "g_opt", meta["g_groups"])
+        self.g_sched.load_state_dict(meta["g_sched"])
+        if self.discriminator is not None and "d_groups" in meta:
+            self.discriminator.load_state_dict(sub("discriminator."))
+            optimizer_from_tensors(self.d_opt, tensors, "d_opt", meta["d_groups"])
+            self.d_sched.load_state_dict(meta["d_sched"])
+
+    @torch.no_grad()
+    def weight_checksum(self) -> float:
+        """A float fingerprint of the generator weights (to compare ranks)."""
+        return float(sum((p.double() * (i + 1)).sum() for i, p in enumerate(self.generator.parameters())))
+
+    def export(self, directory: str | Path, extra: dict[str, Any]) -> None:
+        """Save the generator as a pretrained folder (fp16 safetensors + config.json)."""
+        save_pretrained(self.generator, directory, torch.float16, extra)
