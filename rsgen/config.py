@@ -72,6 +72,17 @@ def load_config_file(path: Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]
     return deep_merge(load_config_file(parent_path, (*_seen, path)), data)
 
 
+def parse_value(raw: str) -> Any:
+    """YAML value of an override; also reads ``1e-3`` as a float (YAML 1.1 would keep a string)."""
+    value = yaml.safe_load(raw)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
 def apply_overrides(config: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Apply ``dotted.key=yaml_value`` overrides (``model.attention=none``, ``train.lr=1e-4``)."""
     config = copy.deepcopy(config)
@@ -85,7 +96,7 @@ def apply_overrides(config: dict[str, Any], overrides: list[str]) -> dict[str, A
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise RsgenError(f"override {item!r}: {part!r} is not a section")
-        node[leaf] = yaml.safe_load(raw)
+        node[leaf] = parse_value(raw)
     return config
 
 

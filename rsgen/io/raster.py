@@ -422,7 +422,7 @@ def scaled_spec(info: RasterInfo, metadata: dict[str, Any], scale: int) -> Outpu
             [GroundControlPoint(g.row * scale, g.col * scale, g.x, g.y, g.z, g.id, g.info) for g in gcps],
             gcp_crs,
         )
-    transform = info.transform * Affine.scale(1 / scale) if info.georeferenced else None
+    transform = info.transform @ Affine.scale(1 / scale) if info.georeferenced else None
     return OutputSpec(
         width=info.width * scale,
         height=info.height * scale,
@@ -473,16 +473,7 @@ class RasterWriter:
         return self._result_info()
 
     def _result_info(self) -> RasterInfo:
-        s = self.spec
-        return RasterInfo(
-            path=self.dst,
-            width=s.width,
-            height=s.height,
-            count=s.count,
-            dtype=s.dtype,
-            colorinterp=s.colorinterp,
-            backend="pillow",
-        )
+        raise NotImplementedError
 
     def abort(self) -> None:
         """Delete the temporary file (and any GDAL side file)."""
@@ -511,13 +502,25 @@ def _make_temp(dst: Path) -> Path:
     return Path(name)
 
 
+def _umask() -> int:
+    """The process umask (read from /proc where possible: setting it is not thread-safe)."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _publish(tmp: Path, dst: Path) -> None:
-    """Give the temp file normal permissions (mkstemp makes it 0600) and move it onto dst."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
+    """Give the temp file normal permissions (mkstemp makes it 0600) and move it onto
+    ``dst``, with a GDAL ``.aux.xml`` side file if one was written."""
+    os.chmod(tmp, 0o666 & ~_umask())
     os.replace(tmp, dst)
-    _discard(Path(f"{tmp}.aux.xml"))
+    aux = Path(f"{tmp}.aux.xml")
+    if aux.exists():
+        os.replace(aux, Path(f"{dst}.aux.xml"))
 
 
 def _discard(tmp: Path) -> None:
@@ -709,6 +712,18 @@ class _PillowWriter(RasterWriter):
         image.save(self._tmp, format=self._fmt, **options)
         self._array = np.empty(0)
 
+    def _result_info(self) -> RasterInfo:
+        s = self.spec
+        return RasterInfo(
+            path=self.dst,
+            width=s.width,
+            height=s.height,
+            count=s.count,
+            dtype=s.dtype,
+            colorinterp=s.colorinterp,
+            backend="pillow",
+        )
+
 
 def open_writer(dst: str | Path, spec: OutputSpec) -> RasterWriter:
     """Create the writer for ``dst``'s suffix (.tif/.tiff GeoTIFF; .png/.jpg/.jpeg Pillow).
@@ -767,12 +782,13 @@ def write_rgb_uint8(path: str | Path, array: np.ndarray, like: str | Path | Rast
     if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8:
         raise ValueError(f"expected an (H, W, 3) uint8 array, got {array.shape} {array.dtype}")
     height, width = array.shape[:2]
-    spec = OutputSpec(width=width, height=height, count=3, dtype="uint8", colorinterp=("red", "green", "blue"))
+    roles = ("red", "green", "blue")
+    spec = OutputSpec(width=width, height=height, count=3, dtype="uint8", colorinterp=roles)
     if like is not None:
         ref = like if isinstance(like, RasterInfo) else read_raster_info(like, min_size=1)
         if ref.georeferenced:
             spec.crs = ref.crs
-            spec.transform = ref.transform * Affine.scale(ref.width / width, ref.height / height)
+            spec.transform = ref.transform @ Affine.scale(ref.width / width, ref.height / height)
     with open_writer(path, spec) as writer:
         writer.write_rows(np.moveaxis(array, -1, 0))
         writer.commit()

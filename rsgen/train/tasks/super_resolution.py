@@ -105,7 +105,10 @@ class SuperResolutionTask:
     def _gan_step(self, lr: torch.Tensor, hr: torch.Tensor) -> dict[str, float]:
         self.discriminator.train()
         sr = self.g_train(lr)
-        d_loss = adversarial_loss(self.d_train(hr), True) + adversarial_loss(self.d_train(sr.detach()), False)
+        # One discriminator forward per step (real and fake together): DDP reduces once.
+        logits = self.d_train(torch.cat([hr, sr.detach()]))
+        real_logits, fake_logits = logits.split(hr.shape[0])
+        d_loss = adversarial_loss(real_logits, True) + adversarial_loss(fake_logits, False)
         self.d_opt.zero_grad(set_to_none=True)
         d_loss.backward()
         self.d_opt.step()
@@ -113,7 +116,11 @@ class SuperResolutionTask:
         w = self.loss_weights
         content = F.mse_loss(sr, hr)
         perceptual = self.perceptual(sr, hr)
-        adversarial = adversarial_loss(self.d_train(sr), True)
+        # The generator's adversarial term goes through the bare discriminator with frozen
+        # weights: its gradient must reach the generator only (and start no DDP reduction).
+        self.discriminator.requires_grad_(False)
+        adversarial = adversarial_loss(self.discriminator(sr), True)
+        self.discriminator.requires_grad_(True)
         g_loss = w["content"] * content + w["perceptual"] * perceptual + w["adversarial"] * adversarial
         self.g_opt.zero_grad(set_to_none=True)
         g_loss.backward()

@@ -1,0 +1,3 @@
+from rsgen.cli.main import main
+
+main()

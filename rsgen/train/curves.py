@@ -1,0 +1,68 @@
+"""Plot a training log (``log.jsonl``): losses and validation PSNR gain over steps."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from rsgen.errors import RsgenError
+
+LOSS_KEYS = ("content", "perceptual", "adversarial", "d_loss")
+
+
+def read_log(path: str | Path) -> list[dict]:
+    """The JSON records of a ``log.jsonl`` file (or of ``<run>/log.jsonl``)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "log.jsonl"
+    if not path.is_file():
+        raise RsgenError("training log not found", path)
+    records = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if line.strip():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise RsgenError(f"line {number} is not JSON ({exc.msg})", path) from exc
+    return records
+
+
+def plot_curves(log_path: str | Path, out_png: str | Path, title: str | None = None) -> Path:
+    """Write a two-panel PNG: training losses (log scale) and validation PSNR vs bicubic."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = read_log(log_path)
+    steps = [r for r in records if "step" in r and "event" not in r]
+    evals = [r for r in records if r.get("event") == "eval"]
+    fig, (ax_loss, ax_psnr) = plt.subplots(1, 2, figsize=(11, 4))
+    for key in LOSS_KEYS:
+        points = [(r["step"], r[key]) for r in steps if key in r]
+        if points:
+            ax_loss.plot(*zip(*points, strict=True), label=key, linewidth=0.8)
+    ax_loss.set(xlabel="step", ylabel="loss", yscale="log", title="training losses")
+    ax_loss.legend()
+    if evals:
+        x = [r["step"] for r in evals]
+        ax_psnr.plot(x, [r["val_psnr"] for r in evals], marker="o", label="model")
+        ax_psnr.plot(x, [r["val_psnr_bicubic"] for r in evals], linestyle="--", label="bicubic")
+        ax_psnr.legend()
+    ax_psnr.set(xlabel="step", ylabel="PSNR (dB, RGB)", title="validation PSNR")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    out_png = Path(out_png)
+    fd, tmp = tempfile.mkstemp(suffix=".png", dir=out_png.parent if str(out_png.parent) else ".")
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=110)
+        os.replace(tmp, out_png)
+    finally:
+        plt.close(fig)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return out_png

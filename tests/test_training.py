@@ -1,0 +1,84 @@
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+from safetensors.torch import load_file
+
+from rsgen.config import load_config
+from rsgen.errors import RsgenError
+from rsgen.train.curves import plot_curves
+from rsgen.train.loop import run_training
+from tests.conftest import REPO, tiny_overrides
+
+
+def tiny_config(image_folder, warmup=2, gan=2, **extra):
+    overrides = tiny_overrides(
+        **{
+            "model.scale": 2,
+            "data.train": f"[{image_folder}]",
+            "data.val": str(image_folder),
+            "data.hr_crop": 16,
+            "data.val_images": 2,
+            "train.batch_size": 2,
+            "train.warmup_steps": warmup,
+            "train.gan_steps": gan,
+            "train.log_every": 1,
+            "train.eval_every": 2,
+            "train.checkpoint_every": 2,
+            **extra,
+        }
+    )
+    return load_config("degan-cpu", overrides)
+
+
+def test_train_warmup_then_gan_exports_and_logs(image_folder, tmp_path):
+    summary = run_training(tiny_config(image_folder), tmp_path / "run", progress=False)
+    assert summary["step"] == 4
+    records = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    steps = [r for r in records if "content" in r]
+    assert "perceptual" not in steps[0] and {"perceptual", "adversarial", "d_loss"} <= set(steps[-1])
+    assert any(r.get("event") == "eval" for r in records)
+    for export in ("final", "best"):
+        assert (tmp_path / "run" / export / "model.safetensors").is_file()
+    assert plot_curves(tmp_path / "run", tmp_path / "curves.png").stat().st_size > 1000
+
+
+def test_resume_replays_the_same_run(image_folder, tmp_path):
+    config = tiny_config(image_folder)
+    run_training(config, tmp_path / "straight", progress=False)
+    run_training(config, tmp_path / "split", max_steps=2, progress=False)
+    with pytest.raises(RsgenError, match="--resume"):
+        run_training(config, tmp_path / "split", progress=False)
+    run_training(config, tmp_path / "split", resume=True, progress=False)
+    a = load_file(str(tmp_path / "straight" / "checkpoint.safetensors"))
+    b = load_file(str(tmp_path / "split" / "checkpoint.safetensors"))
+    assert a.keys() == b.keys()
+    for key in a:
+        assert (a[key] == b[key]).all(), key
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_torchrun_two_processes_agree_on_weights(image_folder, tmp_path):
+    run = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
+           f"--master_port={free_port()}",
+           "-m", "rsgen", "train", "degan-cpu", "--out", str(run), "--quiet", "--threads", "1"]
+    for item in tiny_overrides(**{"model.scale": 2, "data.train": f"[{image_folder}]", "data.val": "null",
+                                  "data.hr_crop": 16, "train.batch_size": 4, "train.warmup_steps": 2,
+                                  "train.gan_steps": 1, "train.checkpoint_every": 2}):
+        cmd += ["--set", item]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    end = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()][-1]
+    assert end["world_size"] == 2
+    first, second = end["rank_checksums"]
+    assert first == second
