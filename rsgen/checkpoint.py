@@ -26,14 +26,20 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 
 
-def save_pretrained(model: nn.Module, directory: str | Path, dtype: torch.dtype = torch.float16,
-                    extra: dict[str, Any] | None = None) -> Path:
+def save_pretrained(
+    model: nn.Module,
+    directory: str | Path,
+    dtype: torch.dtype = torch.float16,
+    extra: dict[str, Any] | None = None,
+) -> Path:
     """Write ``model`` (config + weights cast to ``dtype``) to ``directory`` atomically."""
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     config = {"model": model.config.to_dict(), **(extra or {})}
-    state = {k: v.detach().to("cpu", dtype if v.is_floating_point() else v.dtype).contiguous()
-             for k, v in model.state_dict().items()}
+    state = {
+        k: v.detach().to("cpu", dtype if v.is_floating_point() else v.dtype).contiguous()
+        for k, v in model.state_dict().items()
+    }
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
     tmp.chmod(0o755)
     try:
@@ -136,7 +142,9 @@ def load_training_state(path: str | Path) -> tuple[dict[str, torch.Tensor], dict
     return tensors, meta
 
 
-def optimizer_to_tensors(optimizer: torch.optim.Optimizer, prefix: str) -> tuple[dict[str, torch.Tensor], list]:
+def optimizer_to_tensors(
+    optimizer: torch.optim.Optimizer, prefix: str
+) -> tuple[dict[str, torch.Tensor], list]:
     """Flatten an optimizer state into named tensors + JSON-able param groups."""
     state = optimizer.state_dict()
     tensors = {}
@@ -147,12 +155,13 @@ def optimizer_to_tensors(optimizer: torch.optim.Optimizer, prefix: str) -> tuple
     return tensors, state["param_groups"]
 
 
-def optimizer_from_tensors(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], prefix: str,
-                           param_groups: list) -> None:
+def optimizer_from_tensors(
+    optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], prefix: str, param_groups: list
+) -> None:
     """Restore what :func:`optimizer_to_tensors` flattened."""
     state: dict[int, dict[str, torch.Tensor]] = {}
     for key, value in tensors.items():
         if key.startswith(prefix + "."):
-            index, name = key[len(prefix) + 1:].split(".", 1)
+            index, name = key[len(prefix) + 1 :].split(".", 1)
             state.setdefault(int(index), {})[name] = value
     optimizer.load_state_dict({"state": state, "param_groups": param_groups})

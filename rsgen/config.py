@@ -68,7 +68,9 @@ def load_config_file(path: Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]
     parent = data.pop("inherit", None)
     if parent is None:
         return data
-    parent_path = (path.parent / parent) if str(parent).endswith((".yaml", ".yml")) else resolve_config_path(parent)
+    parent_path = (
+        (path.parent / parent) if str(parent).endswith((".yaml", ".yml")) else resolve_config_path(parent)
+    )
     return deep_merge(load_config_file(parent_path, (*_seen, path)), data)
 
 

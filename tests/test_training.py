@@ -68,12 +68,35 @@ def free_port() -> int:
 
 def test_torchrun_two_processes_agree_on_weights(image_folder, tmp_path):
     run = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
-           f"--master_port={free_port()}",
-           "-m", "rsgen", "train", "degan-cpu", "--out", str(run), "--quiet", "--threads", "1"]
-    for item in tiny_overrides(**{"model.scale": 2, "data.train": f"[{image_folder}]", "data.val": "null",
-                                  "data.hr_crop": 16, "train.batch_size": 4, "train.warmup_steps": 2,
-                                  "train.gan_steps": 1, "train.checkpoint_every": 2}):
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--master_addr=127.0.0.1",
+        f"--master_port={free_port()}",
+        "-m",
+        "rsgen",
+        "train",
+        "degan-cpu",
+        "--out",
+        str(run),
+        "--quiet",
+        "--threads",
+        "1",
+    ]
+    for item in tiny_overrides(
+        **{
+            "model.scale": 2,
+            "data.train": f"[{image_folder}]",
+            "data.val": "null",
+            "data.hr_crop": 16,
+            "train.batch_size": 4,
+            "train.warmup_steps": 2,
+            "train.gan_steps": 1,
+            "train.checkpoint_every": 2,
+        }
+    ):
         cmd += ["--set", item]
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)

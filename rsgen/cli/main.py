@@ -49,14 +49,23 @@ def default_data(*parts: str) -> Path:
 @app.command("sr")
 def sr_command(
     input: Annotated[Path, typer.Argument(help="Image file (PNG/JPEG/TIFF/GeoTIFF) or folder of images.")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="Output file, or folder when INPUT is a folder.")],
+    output: Annotated[
+        Path, typer.Option("-o", "--output", help="Output file, or folder when INPUT is a folder.")
+    ],
     scale: Annotated[int, typer.Option("--scale", "-s", help="Upscaling factor: 2 or 4.")] = 4,
-    model: Annotated[str | None, typer.Option(help="Built-in model name or model folder [default: degan-x<scale>]")] = None,
+    model: Annotated[
+        str | None, typer.Option(help="Built-in model name or model folder [default: degan-x<scale>]")
+    ] = None,
     tile: Annotated[int, typer.Option(help="LR tile size in pixels (memory grows with its square).")] = 128,
     overlap: Annotated[int, typer.Option(help="LR overlap between tiles, blended.")] = 16,
     batch_size: Annotated[int, typer.Option(help="Tiles per forward pass.")] = 4,
-    device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1... [default: cuda if available]")] = None,
-    format: Annotated[str | None, typer.Option("--format", help="Folder mode: output suffix (tif, png, jpg) [default: keep]")] = None,
+    device: Annotated[
+        str | None, typer.Option(help="cpu, cuda, cuda:1... [default: cuda if available]")
+    ] = None,
+    format: Annotated[
+        str | None,
+        typer.Option("--format", help="Folder mode: output suffix (tif, png, jpg) [default: keep]"),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON report on stdout.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
@@ -69,14 +78,30 @@ def sr_command(
     check_scale(scale)
     if not input.exists():
         raise RsgenError("input not found", input)
-    resolver = SuperResolver.from_pretrained(model or f"degan-x{scale}", scale=scale, device=device, tile=tile,
-                                             overlap=overlap, batch_size=batch_size)
+    resolver = SuperResolver.from_pretrained(
+        model or f"degan-x{scale}",
+        scale=scale,
+        device=device,
+        tile=tile,
+        overlap=overlap,
+        batch_size=batch_size,
+    )
     report: list[dict[str, Any]] = []
 
     def record(src: Path, dst: Path, info: Any, seconds: float) -> None:
-        report.append({"input": str(src), "output": str(dst), "width": info.width, "height": info.height,
-                       "bands": info.count, "dtype": str(info.dtype), "scale": scale,
-                       "crs": str(info.crs) if info.crs else None, "seconds": round(seconds, 3)})
+        report.append(
+            {
+                "input": str(src),
+                "output": str(dst),
+                "width": info.width,
+                "height": info.height,
+                "bands": info.count,
+                "dtype": str(info.dtype),
+                "scale": scale,
+                "crs": str(info.crs) if info.crs else None,
+                "seconds": round(seconds, 3),
+            }
+        )
         if not as_json:
             typer.echo(f"{src} -> {dst} ({info.width}x{info.height}, {seconds:.1f} s)", err=True)
 
@@ -102,9 +127,13 @@ def sr_command(
 
 @eval_app.command("sr")
 def eval_sr_command(
-    data: Annotated[Path | None, typer.Option(help="Folder of HR images [default: $RSGEN_DATA/RSSCN7/val]")] = None,
+    data: Annotated[
+        Path | None, typer.Option(help="Folder of HR images [default: $RSGEN_DATA/RSSCN7/val]")
+    ] = None,
     scale: Annotated[int, typer.Option("--scale", "-s", help="2 or 4.")] = 4,
-    model: Annotated[str | None, typer.Option(help="Built-in model name or folder [default: degan-x<scale>]")] = None,
+    model: Annotated[
+        str | None, typer.Option(help="Built-in model name or folder [default: degan-x<scale>]")
+    ] = None,
     limit: Annotated[int | None, typer.Option(help="Evaluate only the first N images.")] = None,
     tile: Annotated[int, typer.Option(help="LR tile size.")] = 128,
     overlap: Annotated[int, typer.Option(help="LR tile overlap.")] = 16,
@@ -120,8 +149,9 @@ def eval_sr_command(
     check_scale(scale)
     folder = data or default_data("RSSCN7", "val")
     files = list_images(folder)[:limit]
-    resolver = SuperResolver.from_pretrained(model or f"degan-x{scale}", scale=scale, device=device, tile=tile,
-                                             overlap=overlap)
+    resolver = SuperResolver.from_pretrained(
+        model or f"degan-x{scale}", scale=scale, device=device, tile=tile, overlap=overlap
+    )
     result = evaluate_sr(files, scale, resolver, resolver.name, progress=not (quiet or as_json))
     if as_json:
         emit_json({**result.to_dict(), "data": str(folder)})
@@ -131,12 +161,25 @@ def eval_sr_command(
 
 @app.command("train")
 def train_command(
-    config: Annotated[str | None, typer.Argument(help="Built-in config name (degan-cpu, degan-paper, "
-                                                      "ablations/degan-cpu-baseline...) or YAML file.")] = None,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Run folder (checkpoints, log, exports).")] = None,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="Override: section.key=value (repeatable).")] = None,
-    resume: Annotated[Path | None, typer.Option(help="Resume the run in this folder from its checkpoint.")] = None,
-    max_steps: Annotated[int | None, typer.Option(help="Stop after this many steps (total, not additional).")] = None,
+    config: Annotated[
+        str | None,
+        typer.Argument(
+            help="Built-in config name (degan-cpu, degan-paper, "
+            "ablations/degan-cpu-baseline...) or YAML file."
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Run folder (checkpoints, log, exports).")
+    ] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="Override: section.key=value (repeatable).")
+    ] = None,
+    resume: Annotated[
+        Path | None, typer.Option(help="Resume the run in this folder from its checkpoint.")
+    ] = None,
+    max_steps: Annotated[
+        int | None, typer.Option(help="Stop after this many steps (total, not additional).")
+    ] = None,
     device: Annotated[str | None, typer.Option(help="cpu, cuda... [default: cuda if available]")] = None,
     threads: Annotated[int | None, typer.Option(help="torch CPU threads per process.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
@@ -162,14 +205,17 @@ def train_command(
             raise RsgenError("a new run needs CONFIG and --out RUN_FOLDER (or --resume RUN_FOLDER)")
         cfg = load_config(config, set_ or [])
         run_dir = out
-    summary = run_training(cfg, run_dir, resume=resume is not None, max_steps=max_steps, device=device,
-                           progress=not quiet)
+    summary = run_training(
+        cfg, run_dir, resume=resume is not None, max_steps=max_steps, device=device, progress=not quiet
+    )
     typer.echo(json.dumps(summary))
 
 
 @app.command("info")
 def info_command(
-    target: Annotated[str, typer.Argument(help="Config name/YAML (degan-paper) or model name/folder (degan-x4).")] = "degan-paper",
+    target: Annotated[
+        str, typer.Argument(help="Config name/YAML (degan-paper) or model name/folder (degan-x4).")
+    ] = "degan-paper",
     scale: Annotated[int | None, typer.Option(help="Scale for a config [default: the config's].")] = None,
     size: Annotated[int, typer.Option(help="LR input side for the MAC count.")] = 64,
     as_json: Annotated[bool, typer.Option("--json")] = False,
@@ -202,11 +248,15 @@ def info_command(
         emit_json(report)
         return
     typer.echo(f"{target} (x{generator.scale})")
-    typer.echo(f"  generator:     {report['generator_params'] / 1e6:.3f} M parameters, "
-               f"{report['generator_macs'] / 1e9:.2f} GMACs for {size}x{size} -> {hr_side}x{hr_side}")
+    typer.echo(
+        f"  generator:     {report['generator_params'] / 1e6:.3f} M parameters, "
+        f"{report['generator_macs'] / 1e9:.2f} GMACs for {size}x{size} -> {hr_side}x{hr_side}"
+    )
     if disc_cfg is not None:
-        typer.echo(f"  discriminator: {report['discriminator_params'] / 1e6:.3f} M parameters, "
-                   f"{report['discriminator_macs'] / 1e9:.2f} GMACs on {hr_side}x{hr_side}")
+        typer.echo(
+            f"  discriminator: {report['discriminator_params'] / 1e6:.3f} M parameters, "
+            f"{report['discriminator_macs'] / 1e9:.2f} GMACs on {hr_side}x{hr_side}"
+        )
 
 
 def _model_configs(target: str) -> tuple[dict[str, Any], dict[str, Any] | None]:

@@ -66,8 +66,15 @@ def tensor_to_uint8(image: torch.Tensor) -> np.ndarray:
 class SRPairSampler:
     """Draws (LR, HR) batches of random crops from folders of HR images."""
 
-    def __init__(self, folders: Sequence[Path], scale: int, hr_crop: int, augment: bool = True,
-                 seed: int = 0, rank: int = 0) -> None:
+    def __init__(
+        self,
+        folders: Sequence[Path],
+        scale: int,
+        hr_crop: int,
+        augment: bool = True,
+        seed: int = 0,
+        rank: int = 0,
+    ) -> None:
         if hr_crop % scale:
             raise RsgenError(f"hr_crop {hr_crop} must be divisible by scale {scale}")
         self.files = [f for folder in folders for f in find_image_files(Path(folder))]

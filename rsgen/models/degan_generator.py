@@ -132,7 +132,10 @@ class DEGANGenerator(nn.Module):
                 t = torch.full((n,), self.config.t_inference, device=features.device)
         if self.training and self.config.feature_noise > 0:
             sigma = features.detach().flatten(1).std(dim=1).view(n, 1, 1, 1)
-            features = features + torch.randn_like(features) * (t.view(n, 1, 1, 1) * self.config.feature_noise) * sigma
+            features = (
+                features
+                + torch.randn_like(features) * (t.view(n, 1, 1, 1) * self.config.feature_noise) * sigma
+            )
         # The U-Net halves the resolution twice: pad to a multiple of 4, then crop back.
         h, w = features.shape[-2:]
         pad_h, pad_w = (-h) % 4, (-w) % 4

@@ -37,7 +37,9 @@ class DiffusionUNet(nn.Module):
         self.enc3 = nn.Conv2d(base * 2, width, 3, 2, 1)
         self.time_mlp = nn.Sequential(nn.Linear(1, width), nn.ReLU(inplace=True), nn.Linear(width, width))
         self.transformer = (
-            nn.TransformerEncoderLayer(width, heads, ff_dim, dropout, batch_first=True) if transformer else None
+            nn.TransformerEncoderLayer(width, heads, ff_dim, dropout, batch_first=True)
+            if transformer
+            else None
         )
         self.dec1 = nn.ConvTranspose2d(width, base * 2, 4, 2, 1)
         self.skip2 = nn.Conv2d(base * 2, base * 2, 1)

@@ -18,7 +18,28 @@ from rsgen.errors import RsgenError
 # Output of these EfficientNet-Lite0 blocks (strides 4, 8 and 16: low-, mid- and high-level).
 EFFICIENTNET_LITE0_LAYERS = (2, 4, 10)
 # VGG19 "features" layout; ints are conv widths, "M" max-pooling.
-VGG19_LAYOUT = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512]
+VGG19_LAYOUT = [
+    64,
+    64,
+    "M",
+    128,
+    128,
+    "M",
+    256,
+    256,
+    256,
+    256,
+    "M",
+    512,
+    512,
+    512,
+    512,
+    "M",
+    512,
+    512,
+    512,
+    512,
+]
 # conv5_4 before its ReLU, as in ESRGAN (index in the torchvision ``features`` Sequential).
 VGG19_LAYERS = (34,)
 
@@ -44,7 +65,9 @@ class EfficientNetLite0Features(FeatureExtractor):
     """EfficientNet-Lite0 (ImageNet) block outputs. Its input convention is (x - 127) / 128 for
     x in 0..255, which is (to 0.4 %) the [-1, 1] range rsgen models already work in."""
 
-    def __init__(self, layers: tuple[int, ...] = EFFICIENTNET_LITE0_LAYERS, weights: str | Path | None = None) -> None:
+    def __init__(
+        self, layers: tuple[int, ...] = EFFICIENTNET_LITE0_LAYERS, weights: str | Path | None = None
+    ) -> None:
         super().__init__()
         from efficientnet_lite_pytorch import EfficientNet
 
@@ -136,6 +159,8 @@ def build_feature_extractor(name: str, weights: str | Path | None = None) -> Fea
         return EfficientNetLite0Features(weights=weights)
     if name == "vgg19":
         if weights is None:
-            raise RsgenError("the vgg19 perceptual network needs a local weight file (loss.perceptual_weights)")
+            raise RsgenError(
+                "the vgg19 perceptual network needs a local weight file (loss.perceptual_weights)"
+            )
         return VGG19Features(weights)
     raise RsgenError(f"unknown perceptual network {name!r} (use efficientnet-lite0 or vgg19)")

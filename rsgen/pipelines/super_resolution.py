@@ -42,8 +42,16 @@ class SuperResolver:
         name: shown in evaluation tables and JSON.
     """
 
-    def __init__(self, generator: DEGANGenerator, device: str | torch.device | None = None, tile: int = 128,
-                 overlap: int = 16, batch_size: int = 4, channels_last: bool = False, name: str = "custom") -> None:
+    def __init__(
+        self,
+        generator: DEGANGenerator,
+        device: str | torch.device | None = None,
+        tile: int = 128,
+        overlap: int = 16,
+        batch_size: int = 4,
+        channels_last: bool = False,
+        name: str = "custom",
+    ) -> None:
         self.device = pick_device(str(device) if device is not None else None)
         self.generator = generator.to(self.device).eval()
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
@@ -52,8 +60,9 @@ class SuperResolver:
         self.tile, self.overlap, self.batch_size, self.name = tile, overlap, batch_size, name
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str | Path = DEFAULT_MODEL, scale: int | None = None,
-                        **kwargs: Any) -> SuperResolver:
+    def from_pretrained(
+        cls, name_or_path: str | Path = DEFAULT_MODEL, scale: int | None = None, **kwargs: Any
+    ) -> SuperResolver:
         """Load a shipped model by name or a saved folder; ``scale`` (if given) must match it."""
         path = resolve_model_path(name_or_path)
         model, _ = load_pretrained(path)
@@ -86,18 +95,40 @@ class SuperResolver:
         array = np.asarray(image.convert("RGB")) if is_pil else np.asarray(image)
         if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8:
             raise RsgenError(f"expected an RGB uint8 image (H, W, 3), got {array.dtype} {array.shape}")
-        out = upscale_array(array, self.upscale_tensor, self.scale, self.tile, self.overlap, self.batch_size,
-                            progress=progress)
+        out = upscale_array(
+            array,
+            self.upscale_tensor,
+            self.scale,
+            self.tile,
+            self.overlap,
+            self.batch_size,
+            progress=progress,
+        )
         return Image.fromarray(out) if is_pil else out
 
     def upscale_file(self, src: str | Path, dst: str | Path, progress: bool = True) -> RasterInfo:
         """Super-resolve one raster file (GeoTIFF keeps its georeferencing), atomically."""
-        return upscale_raster(src, dst, self.upscale_tensor, self.scale, tile=self.tile, overlap=self.overlap,
-                              batch_size=self.batch_size, progress=progress)
+        return upscale_raster(
+            src,
+            dst,
+            self.upscale_tensor,
+            self.scale,
+            tile=self.tile,
+            overlap=self.overlap,
+            batch_size=self.batch_size,
+            progress=progress,
+        )
 
-    def upscale_folder(self, src: str | Path, dst_dir: str | Path, suffix: str | None = None, rank: int = 0,
-                       world_size: int = 1, progress: bool = True,
-                       on_done: Callable[[Path, Path, RasterInfo], None] | None = None) -> list[Path]:
+    def upscale_folder(
+        self,
+        src: str | Path,
+        dst_dir: str | Path,
+        suffix: str | None = None,
+        rank: int = 0,
+        world_size: int = 1,
+        progress: bool = True,
+        on_done: Callable[[Path, Path, RasterInfo], None] | None = None,
+    ) -> list[Path]:
         """Super-resolve every image under ``src`` into ``dst_dir``, keeping file stems and
         sub-folders. With ``world_size > 1`` this rank takes every ``world_size``-th file."""
         src = Path(src)

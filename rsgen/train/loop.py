@@ -33,8 +33,14 @@ def step_seed(seed: int, rank: int, step: int) -> int:
     return int(np.random.SeedSequence([seed, rank, step]).generate_state(1)[0])
 
 
-def run_training(config: dict[str, Any], run_dir: str | Path, resume: bool = False,
-                 max_steps: int | None = None, device: str | None = None, progress: bool = True) -> dict[str, Any]:
+def run_training(
+    config: dict[str, Any],
+    run_dir: str | Path,
+    resume: bool = False,
+    max_steps: int | None = None,
+    device: str | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Train per ``config`` into ``run_dir``; returns a summary dict (also the last log line)."""
     run_dir = Path(run_dir)
     ctx = init_distributed(device)
@@ -44,11 +50,19 @@ def run_training(config: dict[str, Any], run_dir: str | Path, resume: bool = Fal
         shutdown_distributed()
 
 
-def _train(config: dict[str, Any], run_dir: Path, resume: bool, max_steps: int | None,
-           ctx: DistContext, progress: bool) -> dict[str, Any]:
+def _train(
+    config: dict[str, Any],
+    run_dir: Path,
+    resume: bool,
+    max_steps: int | None,
+    ctx: DistContext,
+    progress: bool,
+) -> dict[str, Any]:
     checkpoint = run_dir / CHECKPOINT_NAME
     if checkpoint.exists() and not resume:
-        raise RsgenError("run folder already has a checkpoint: pass --resume, or choose another folder", run_dir)
+        raise RsgenError(
+            "run folder already has a checkpoint: pass --resume, or choose another folder", run_dir
+        )
     seed = int(config.get("seed", 0))
     torch.manual_seed(seed)  # identical initial weights on every rank
     task = build_task(config, ctx)
@@ -65,11 +79,26 @@ def _train(config: dict[str, Any], run_dir: Path, resume: bool, max_steps: int |
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     log = _Logger(run_dir / LOG_NAME, ctx.is_main)
-    log.write({"event": "start", "step": start, "end": end, "world_size": ctx.world_size,
-               "device": str(ctx.device), "threads": torch.get_num_threads()})
+    log.write(
+        {
+            "event": "start",
+            "step": start,
+            "end": end,
+            "world_size": ctx.world_size,
+            "device": str(ctx.device),
+            "threads": torch.get_num_threads(),
+        }
+    )
     best = _best_gain(run_dir / "best" / "config.json")
-    bar = tqdm(total=end, initial=start, desc="train", disable=not (progress and ctx.is_main),
-               mininterval=2.0, file=sys.stderr, dynamic_ncols=True)
+    bar = tqdm(
+        total=end,
+        initial=start,
+        desc="train",
+        disable=not (progress and ctx.is_main),
+        mininterval=2.0,
+        file=sys.stderr,
+        dynamic_ncols=True,
+    )
     tic, done = time.perf_counter(), 0
     for step in range(start, end):
         torch.manual_seed(step_seed(seed, ctx.rank, step))
@@ -97,7 +126,9 @@ def _train(config: dict[str, Any], run_dir: Path, resume: bool, max_steps: int |
     return summary
 
 
-def _validate(task: TrainTask, ctx: DistContext, log: _Logger, run_dir: Path, step: int, best: float) -> float:
+def _validate(
+    task: TrainTask, ctx: DistContext, log: _Logger, run_dir: Path, step: int, best: float
+) -> float:
     """Validate on rank 0 and export ``best/`` when the val gain improves."""
     if ctx.is_main:
         metrics = task.evaluate()

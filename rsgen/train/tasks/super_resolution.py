@@ -44,14 +44,22 @@ class SuperResolutionTask:
         device = ctx.device
 
         self.generator = DEGANGenerator(DEGANConfig.from_dict(config["model"])).to(device)
-        self.g_opt = torch.optim.Adam(self.generator.parameters(), lr=train["lr"], betas=tuple(train["betas"]))
-        self.g_sched = torch.optim.lr_scheduler.MultiStepLR(self.g_opt, train["lr_milestones"], train["lr_gamma"])
+        self.g_opt = torch.optim.Adam(
+            self.generator.parameters(), lr=train["lr"], betas=tuple(train["betas"])
+        )
+        self.g_sched = torch.optim.lr_scheduler.MultiStepLR(
+            self.g_opt, train["lr_milestones"], train["lr_gamma"]
+        )
         self.g_train = self._wrap(self.generator)
 
         self.discriminator = self.d_opt = self.d_sched = self.perceptual = None
         if self.total_steps > self.warmup_steps:
-            self.discriminator = DEGANDiscriminator(DiscriminatorConfig.from_dict(config["discriminator"])).to(device)
-            self.d_opt = torch.optim.Adam(self.discriminator.parameters(), lr=train["lr"], betas=tuple(train["betas"]))
+            self.discriminator = DEGANDiscriminator(
+                DiscriminatorConfig.from_dict(config["discriminator"])
+            ).to(device)
+            self.d_opt = torch.optim.Adam(
+                self.discriminator.parameters(), lr=train["lr"], betas=tuple(train["betas"])
+            )
             milestones = [max(m - self.warmup_steps, 0) for m in train["lr_milestones"]]
             self.d_sched = torch.optim.lr_scheduler.MultiStepLR(self.d_opt, milestones, train["lr_gamma"])
             self.d_train = self._wrap(self.discriminator)
@@ -125,8 +133,13 @@ class SuperResolutionTask:
         self.g_opt.zero_grad(set_to_none=True)
         g_loss.backward()
         self.g_opt.step()
-        return {"content": content.item(), "perceptual": perceptual.item(), "adversarial": adversarial.item(),
-                "g_total": g_loss.item(), "d_loss": d_loss.item()}
+        return {
+            "content": content.item(),
+            "perceptual": perceptual.item(),
+            "adversarial": adversarial.item(),
+            "g_total": g_loss.item(),
+            "d_loss": d_loss.item(),
+        }
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
@@ -160,7 +173,7 @@ class SuperResolutionTask:
 
     def load_state(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
         def sub(prefix: str) -> dict[str, torch.Tensor]:
-            return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+            return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
 
         self.generator.load_state_dict(sub("generator."))
         optimizer_from_tensors(self.g_opt, tensors, "g_opt", meta["g_groups"])
