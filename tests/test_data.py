@@ -34,7 +34,7 @@ def test_uint8_round_trip():
 
 
 def test_dataset_errors(tmp_path, image_folder):
-    with pytest.raises(RsgenError, match="not found"):
+    with pytest.raises(RsgenError, match="no such file"):
         SRPairSampler([tmp_path / "missing"], 2, 16)
     (tmp_path / "empty").mkdir()
     with pytest.raises(RsgenError, match="no images"):

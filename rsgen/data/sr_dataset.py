@@ -17,8 +17,7 @@ from PIL import Image
 
 from rsgen.data.degradation import bicubic_downscale
 from rsgen.errors import RsgenError
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+from rsgen.io import list_images, read_rgb_uint8
 
 
 def default_data_root() -> Path:
@@ -30,25 +29,6 @@ def resolve_data_path(path: str | Path, root: str | Path | None) -> Path:
     """Absolute paths as given; relative ones under the data root."""
     path = Path(path)
     return path if path.is_absolute() else Path(root or default_data_root()) / path
-
-
-def find_image_files(folder: Path) -> list[Path]:
-    """Image files under ``folder`` (recursive, sorted)."""
-    if not folder.exists():
-        raise RsgenError("dataset folder not found", folder)
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-    if not files:
-        raise RsgenError("no images (png, jpg, tif) in dataset folder", folder)
-    return files
-
-
-def load_rgb(path: Path) -> Image.Image:
-    """Decode an image file to RGB, with file errors as RsgenError."""
-    try:
-        with Image.open(path) as image:
-            return image.convert("RGB")
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise RsgenError(f"cannot read image ({exc})", path) from exc
 
 
 def pil_to_tensor(image: Image.Image) -> torch.Tensor:
@@ -77,8 +57,8 @@ class SRPairSampler:
     ) -> None:
         if hr_crop % scale:
             raise RsgenError(f"hr_crop {hr_crop} must be divisible by scale {scale}")
-        self.files = [f for folder in folders for f in find_image_files(Path(folder))]
-        self.images = [np.asarray(load_rgb(f)) for f in self.files]
+        self.files = [f for folder in folders for f in list_images(folder)]
+        self.images = [read_rgb_uint8(f) for f in self.files]
         small = [f for f, im in zip(self.files, self.images, strict=True) if min(im.shape[:2]) < hr_crop]
         if small:
             raise RsgenError(f"image smaller than hr_crop={hr_crop}", small[0])

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.nn import functional as F
 from torch.nn.parallel import DistributedDataParallel
 
@@ -18,12 +19,11 @@ from rsgen.checkpoint import optimizer_from_tensors, optimizer_to_tensors, save_
 from rsgen.data.degradation import bicubic_downscale, bicubic_upscale, crop_to_multiple
 from rsgen.data.sr_dataset import (
     SRPairSampler,
-    find_image_files,
-    load_rgb,
     pil_to_tensor,
     resolve_data_path,
     tensor_to_uint8,
 )
+from rsgen.io import list_images, read_rgb_uint8
 from rsgen.metrics import psnr
 from rsgen.models import DEGANConfig, DEGANDiscriminator, DEGANGenerator, DiscriminatorConfig
 from rsgen.models.feature_extractors import build_feature_extractor
@@ -77,7 +77,7 @@ class SuperResolutionTask:
         )
         self.val_files = []
         if data.get("val"):
-            files = find_image_files(resolve_data_path(data["val"], root))
+            files = list_images(resolve_data_path(data["val"], root))
             stride = max(len(files) // int(data.get("val_images", 14)), 1)
             self.val_files = files[::stride][: int(data.get("val_images", 14))]
 
@@ -150,7 +150,7 @@ class SuperResolutionTask:
         scale = self.generator.scale
         model_psnr, bicubic_psnr = [], []
         for path in self.val_files:
-            hr = crop_to_multiple(load_rgb(path), scale)
+            hr = crop_to_multiple(Image.fromarray(read_rgb_uint8(path)), scale)
             lr = bicubic_downscale(hr, scale)
             sr = tensor_to_uint8(self.generator(pil_to_tensor(lr)[None].to(self.ctx.device))[0])
             hr_array = np.asarray(hr)
