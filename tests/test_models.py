@@ -90,3 +90,18 @@ def test_unknown_option_is_rejected():
 def test_build_model_and_macs():
     g = build_model({"name": "degan_generator", **TINY_MODEL, "scale": 2})
     assert count_macs(g, torch.zeros(1, 3, 8, 8)) > 0
+
+
+def test_bottleneck_transformer_matches_the_stock_layer():
+    from rsgen.models.degan_unet import BottleneckTransformer
+
+    torch.manual_seed(0)
+    stock = torch.nn.TransformerEncoderLayer(16, 4, 32, 0.1, batch_first=True).eval()
+    ours = BottleneckTransformer(16, 4, 32, 0.1, batch_first=True).eval()
+    ours.load_state_dict(stock.state_dict())
+    x = torch.randn(2, 50, 16)
+    with torch.inference_mode():
+        assert torch.allclose(stock(x), ours(x), atol=1e-5)
+    ours.train()
+    ours(x).sum().backward()
+    assert ours.self_attn.in_proj_weight.grad.abs().sum() > 0
