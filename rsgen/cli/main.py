@@ -1,7 +1,9 @@
 """The ``rsgen`` command: a thin layer over the Python API.
 
-Every user mistake surfaces as ``error: <file>: <problem>`` on stderr with exit code 1;
-``--json`` prints one JSON document on stdout for scripting.
+Every user mistake surfaces as one line ``error: <file or option>: <problem>`` on stderr,
+without a traceback: exit code 1 for bad files, models and values, 2 for command-line usage
+errors (unknown option, value of the wrong type). ``--json`` prints one JSON document on
+stdout for scripting.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -28,12 +30,24 @@ eval_app = typer.Typer(help="Evaluate models against their baselines.", no_args_
 app.add_typer(eval_app, name="eval")
 
 SCALES = (2, 4)
+OUTPUT_FORMATS = ("tif", "tiff", "png", "jpg", "jpeg")
 
 
 def check_scale(scale: int) -> int:
+    """``scale`` if it is a supported factor, else a one-line error naming ``--scale``."""
     if scale not in SCALES:
         raise RsgenError(f"--scale must be 2 or 4, got {scale}")
     return scale
+
+
+def check_format(format: str | None) -> str | None:
+    """The output suffix (``".tif"``) for ``--format``, or None to keep each input's."""
+    if format is None:
+        return None
+    name = format.lower().lstrip(".")
+    if name not in OUTPUT_FORMATS:
+        raise RsgenError(f"--format must be one of {', '.join(OUTPUT_FORMATS)}, got {format!r}")
+    return "." + name
 
 
 def emit_json(data: Any) -> None:
@@ -56,9 +70,11 @@ def sr_command(
     model: Annotated[
         str | None, typer.Option(help="Built-in model name or model folder [default: degan-x<scale>]")
     ] = None,
-    tile: Annotated[int, typer.Option(help="LR tile size in pixels (memory grows with its square).")] = 128,
-    overlap: Annotated[int, typer.Option(help="LR overlap between tiles, blended.")] = 16,
-    batch_size: Annotated[int, typer.Option(help="Tiles per forward pass.")] = 4,
+    tile: Annotated[
+        int | None, typer.Option(min=1, help="LR tile size in pixels [default: 256 / scale].")
+    ] = None,
+    overlap: Annotated[int, typer.Option(min=0, help="LR overlap between tiles, blended.")] = 16,
+    batch_size: Annotated[int, typer.Option(min=1, help="Tiles per forward pass.")] = 4,
     device: Annotated[
         str | None, typer.Option(help="cpu, cuda, cuda:1... [default: cuda if available]")
     ] = None,
@@ -73,11 +89,16 @@ def sr_command(
 
     Under torchrun, a folder is split across ranks.
     """
-    from rsgen.pipelines import SuperResolver
-
     check_scale(scale)
+    suffix = check_format(format)
     if not input.exists():
         raise RsgenError("input not found", input)
+    if input.is_dir() and output.exists() and not output.is_dir():
+        raise RsgenError("INPUT is a folder, so OUTPUT must be a folder", output)
+    if suffix and not input.is_dir():
+        raise RsgenError("--format is for folder input; for one file the suffix of OUTPUT picks the format")
+    from rsgen.pipelines import SuperResolver
+
     resolver = SuperResolver.from_pretrained(
         model or f"degan-x{scale}",
         scale=scale,
@@ -106,10 +127,7 @@ def sr_command(
             typer.echo(f"{src} -> {dst} ({info.width}x{info.height}, {seconds:.1f} s)", err=True)
 
     if input.is_dir():
-        if output.exists() and not output.is_dir():
-            raise RsgenError("INPUT is a folder, so OUTPUT must be a folder", output)
         rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-        suffix = "." + format.lower().lstrip(".") if format else None
         clock = [time.perf_counter()]
 
         def done(src: Path, dst: Path, info: Any) -> None:
@@ -134,9 +152,9 @@ def eval_sr_command(
     model: Annotated[
         str | None, typer.Option(help="Built-in model name or folder [default: degan-x<scale>]")
     ] = None,
-    limit: Annotated[int | None, typer.Option(help="Evaluate only the first N images.")] = None,
-    tile: Annotated[int, typer.Option(help="LR tile size.")] = 128,
-    overlap: Annotated[int, typer.Option(help="LR tile overlap.")] = 16,
+    limit: Annotated[int | None, typer.Option(min=1, help="Evaluate only the first N images.")] = None,
+    tile: Annotated[int | None, typer.Option(min=1, help="LR tile size [default: 256 / scale].")] = None,
+    overlap: Annotated[int, typer.Option(min=0, help="LR tile overlap.")] = 16,
     device: Annotated[str | None, typer.Option(help="cpu, cuda...")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
@@ -217,7 +235,7 @@ def info_command(
         str, typer.Argument(help="Config name/YAML (degan-paper) or model name/folder (degan-x4).")
     ] = "degan-paper",
     scale: Annotated[int | None, typer.Option(help="Scale for a config [default: the config's].")] = None,
-    size: Annotated[int, typer.Option(help="LR input side for the MAC count.")] = 64,
+    size: Annotated[int, typer.Option(min=1, help="LR input side for the MAC count.")] = 64,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Parameters and multiply-accumulates (MACs) of a generator and its discriminator."""
@@ -229,7 +247,11 @@ def info_command(
     model_cfg, disc_cfg = _model_configs(target)
     if scale is not None:
         model_cfg["scale"] = check_scale(scale)
-    generator = DEGANGenerator(DEGANConfig.from_dict(model_cfg))
+    try:
+        generator = DEGANGenerator(DEGANConfig.from_dict(model_cfg))
+        disc = DEGANDiscriminator(DiscriminatorConfig.from_dict(disc_cfg)) if disc_cfg else None
+    except (TypeError, ValueError) as exc:
+        raise RsgenError(f"invalid model config: {exc}", target) from exc
     lr = torch.zeros(1, 3, size, size)
     hr_side = size * generator.scale
     report = {
@@ -240,8 +262,7 @@ def info_command(
         "input": [size, size],
         "output": [hr_side, hr_side],
     }
-    if disc_cfg is not None:
-        disc = DEGANDiscriminator(DiscriminatorConfig.from_dict(disc_cfg))
+    if disc is not None:
         report["discriminator_params"] = count_parameters(disc)
         report["discriminator_macs"] = count_macs(disc, torch.zeros(1, 3, hr_side, hr_side))
     if as_json:
@@ -252,7 +273,7 @@ def info_command(
         f"  generator:     {report['generator_params'] / 1e6:.3f} M parameters, "
         f"{report['generator_macs'] / 1e9:.2f} GMACs for {size}x{size} -> {hr_side}x{hr_side}"
     )
-    if disc_cfg is not None:
+    if disc is not None:
         typer.echo(
             f"  discriminator: {report['discriminator_params'] / 1e6:.3f} M parameters, "
             f"{report['discriminator_macs'] / 1e9:.2f} GMACs on {hr_side}x{hr_side}"
@@ -264,10 +285,14 @@ def _model_configs(target: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
     from rsgen.checkpoint import read_pretrained_config
     from rsgen.config import load_config
     from rsgen.hub import WEIGHTS_DIR
+    from rsgen.pipelines.super_resolution import GENERATOR_NAME
 
     if Path(target).is_dir() or (WEIGHTS_DIR / target).is_dir():
         folder = Path(target) if Path(target).is_dir() else WEIGHTS_DIR / target
-        return dict(read_pretrained_config(folder)["model"]), None
+        model = dict(read_pretrained_config(folder)["model"])
+        if model.get("name", GENERATOR_NAME) != GENERATOR_NAME:
+            raise RsgenError(f"not a super-resolution model (architecture {model['name']!r})", folder)
+        return model, None
     config = load_config(target)
     return dict(config["model"]), dict(config.get("discriminator") or {}) or None
 
@@ -297,16 +322,75 @@ def curves_command(
     typer.echo(str(plot_curves(run, output, title=str(run))))
 
 
+@app.command("demo")
+def demo_command(
+    output: Annotated[Path, typer.Option("-o", "--output", help="Folder for the demo files.")] = Path(
+        "rsgen-demo"
+    ),
+    scale: Annotated[int, typer.Option("--scale", "-s", help="Upscaling factor: 2 or 4.")] = 4,
+    model: Annotated[
+        str | None, typer.Option(help="Built-in model name or model folder [default: degan-x<scale>]")
+    ] = None,
+    size: Annotated[int, typer.Option(min=8, help="Side of the HR crop of the sample, in pixels.")] = 256,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda... [default: cuda if available]")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON report on stdout.")] = False,
+) -> None:
+    """Super-resolve a sample aerial scene (GeoTIFF in, GeoTIFF out) and compare with bicubic.
+
+    The sample is the first image of $RSGEN_DATA/scenes (scikit-image's astronaut if absent).
+    """
+    check_scale(scale)
+    from rsgen.pipelines.demo import run_demo
+
+    result = run_demo(output, model=model, scale=scale, size=size, device=device)
+    if result.note:
+        typer.echo(f"note: {result.note}", err=True)
+    if as_json:
+        emit_json(result.to_dict())
+        return
+    geo = result.sr_georeferencing
+    hr_w, hr_h = result.hr_size
+    lr_w, lr_h = result.lr_size
+    typer.echo(f"sample:   {result.source} ({hr_w}x{hr_h} px HR, {lr_w}x{lr_h} px LR)")
+    typer.echo(f"model:    {result.model} x{result.scale} on {result.device}")
+    typer.echo(f"PSNR:     {result.model} {_db(result.psnr_model)}, bicubic {_db(result.psnr_bicubic)}")
+    typer.echo(
+        f"sr.tif:   {geo['crs']}, {geo['pixel_size'][0]:g} m pixels, "
+        f"origin ({geo['transform'][0]:.1f}, {geo['transform'][3]:.1f}), {geo['width']}x{geo['height']} px"
+    )
+    typer.echo(f"time:     {result.seconds_sr:.2f} s super-resolution, {result.seconds_total:.2f} s total")
+    typer.echo(f"written:  {', '.join(Path(p).name for p in result.files.values())} in {result.output_dir}")
+
+
+def _db(value: float) -> str:
+    return f"{value:.2f} dB"
+
+
 def main() -> None:
-    """Console entry point: one-line errors, no tracebacks for user mistakes."""
+    """Console entry point: one-line errors on stderr, no tracebacks for user mistakes."""
     try:
-        app()
+        code = app(standalone_mode=False)
     except RsgenError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        sys.exit(1)
-    except KeyboardInterrupt:
-        typer.echo("interrupted", err=True)
-        sys.exit(130)
+        _fail(str(exc), 1)
+    except typer.TyperException as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            sys.exit(exc.exit_code)
+        _fail(_usage_message(exc), exc.exit_code)
+    except (KeyboardInterrupt, typer.Abort):
+        _fail("interrupted", 130)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _usage_message(exc: typer.TyperException) -> str:
+    """A click/typer usage error as one line, with a pointer to the command's --help."""
+    ctx = getattr(exc, "ctx", None)
+    hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+    return exc.format_message() + hint
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    typer.echo("error: " + " ".join(message.splitlines()), err=True)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

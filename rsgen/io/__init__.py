@@ -8,7 +8,18 @@ from rsgen.io.raster import (
     read_rgb_uint8,
     write_rgb_uint8,
 )
-from rsgen.io.tiling import TileError, tiled_upscale, upscale_array, upscale_raster
+
+_TILING = ("TileError", "tiled_upscale", "upscale_array", "upscale_raster")
+
+
+def __getattr__(name: str):
+    # Tiling needs torch; importing it lazily keeps file validation (and its errors) fast.
+    if name in _TILING:
+        from rsgen.io import tiling
+
+        return getattr(tiling, name)
+    raise AttributeError(name)
+
 
 __all__ = [
     "IMAGE_SUFFIXES",

@@ -1,0 +1,172 @@
+"""Bad input through the real command line (``python -m rsgen sr`` in a subprocess).
+
+For every case: a non-zero exit code, exactly one stderr line ``error: ...`` naming the
+file (or option) and the problem, no traceback, and nothing left in the output folder.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from PIL import Image
+
+from tests.conftest import REPO, textured_image
+
+pytestmark = pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
+
+
+@dataclass
+class Case:
+    """A command line (after ``rsgen sr``) and what its error line must contain."""
+
+    args: list[str | Path]
+    expected: list[str | Path]
+    code: int = 1
+    outputs: list[Path] = field(default_factory=list)
+
+
+def good_png(folder: Path, name: str = "good.png", size: tuple[int, int] = (8, 8)) -> Path:
+    path = folder / name
+    Image.fromarray(textured_image(size)).save(path)
+    return path
+
+
+def sr_args(src: Path, out: Path, model: Path, scale: str = "2") -> list[str | Path]:
+    return [src, "-o", out / "result.png", "--model", model, "--scale", scale]
+
+
+def missing_file(tmp: Path, model: Path, out: Path) -> Case:
+    src = tmp / "missing.png"
+    return Case(sr_args(src, out, model), [src, "not found"])
+
+
+def text_named_png(tmp: Path, model: Path, out: Path) -> Case:
+    src = tmp / "notes.png"
+    src.write_text("this is a text file, not a picture\n")
+    return Case(sr_args(src, out, model), [src, "not a PNG, JPEG or TIFF image"])
+
+
+def truncated_jpeg(tmp: Path, model: Path, out: Path) -> Case:
+    full = tmp / "full.jpg"
+    Image.fromarray(textured_image((32, 32))).save(full, quality=95)
+    src = tmp / "truncated.jpg"
+    data = full.read_bytes()
+    src.write_bytes(data[: len(data) // 2])
+    return Case(sr_args(src, out, model), [src, "truncated"])
+
+
+def zero_byte_file(tmp: Path, model: Path, out: Path) -> Case:
+    src = tmp / "empty.png"
+    src.touch()
+    return Case(sr_args(src, out, model), [src, "empty (0 bytes)"])
+
+
+def one_pixel_image(tmp: Path, model: Path, out: Path) -> Case:
+    src = good_png(tmp, "dot.png", (1, 1))
+    return Case(sr_args(src, out, model), [src, "1x1 px", "at least 2x2"])
+
+
+def complex_geotiff(tmp: Path, model: Path, out: Path) -> Case:
+    src = tmp / "complex.tif"
+    profile = {"driver": "GTiff", "width": 8, "height": 8, "count": 1, "dtype": "complex64"}
+    with rasterio.open(src, "w", **profile) as ds:
+        ds.write(np.ones((1, 8, 8), np.complex64))
+    return Case(sr_args(src, out, model), [src, "unsupported data type complex64"])
+
+
+def palette_geotiff(tmp: Path, model: Path, out: Path) -> Case:
+    src = tmp / "classes.tif"
+    profile = {"driver": "GTiff", "width": 8, "height": 8, "count": 1, "dtype": "uint8"}
+    with rasterio.open(src, "w", **profile, photometric="palette") as ds:
+        ds.write(np.tile(np.arange(8, dtype=np.uint8) % 2, (1, 8, 1)))
+        ds.write_colormap(1, {0: (0, 128, 0, 255), 1: (0, 0, 255, 255)})
+    return Case(sr_args(src, out, model), [src, "palette", "gdal_translate -expand rgb"])
+
+
+def scale_three(tmp: Path, model: Path, out: Path) -> Case:
+    return Case(sr_args(good_png(tmp), out, model, scale="3"), ["--scale", "2 or 4", "got 3"])
+
+
+def model_for_wrong_scale(tmp: Path, model: Path, out: Path) -> Case:
+    return Case(sr_args(good_png(tmp), out, model, scale="4"), [model, "model is for x2, not x4"])
+
+
+def truncated_checkpoint(tmp: Path, model: Path, out: Path) -> Case:
+    weights = model / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    return Case(sr_args(good_png(tmp), out, model), [weights, "corrupt weights file"])
+
+
+def garbage_config(tmp: Path, model: Path, out: Path) -> Case:
+    (model / "config.json").write_text("{model: degan, scale: x2")
+    return Case(sr_args(good_png(tmp), out, model), [model / "config.json", "corrupt model config"])
+
+
+def other_architecture(tmp: Path, model: Path, out: Path) -> Case:
+    config = {"model": {"name": "degan_discriminator", "base_channels": 4}}
+    (model / "config.json").write_text(json.dumps(config))
+    expected = [model / "config.json", "not a super-resolution model", "degan_discriminator"]
+    return Case(sr_args(good_png(tmp), out, model), expected)
+
+
+def folder_with_one_bad_file(tmp: Path, model: Path, out: Path) -> Case:
+    folder = tmp / "tiles"
+    (folder / "sub").mkdir(parents=True)
+    good_png(folder, "a.png")
+    good_png(folder / "sub", "b.png")
+    bad = folder / "sub" / "c.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0" + b"\x00" * 20)
+    good_png(folder, "d.png")
+    return Case([folder, "-o", out, "--model", model, "--scale", "2"], [bad, "JPEG", "corrupt"])
+
+
+CASES: list[Callable[[Path, Path, Path], Case]] = [
+    missing_file,
+    text_named_png,
+    truncated_jpeg,
+    zero_byte_file,
+    one_pixel_image,
+    complex_geotiff,
+    palette_geotiff,
+    scale_three,
+    model_for_wrong_scale,
+    truncated_checkpoint,
+    garbage_config,
+    other_architecture,
+    folder_with_one_bad_file,
+]
+
+
+@pytest.mark.parametrize("make_case", CASES, ids=[f.__name__ for f in CASES])
+def test_bad_input_is_one_clean_error_line(
+    make_case: Callable[[Path, Path, Path], Case], tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    model = shutil.copytree(tiny_model_dir, tmp_path / "model-x2")
+    out = tmp_path / "out"
+    case = make_case(inputs, model, out)
+    proc = subprocess.run(
+        [sys.executable, "-m", "rsgen", "sr", *map(str, case.args)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
+    assert proc.returncode == case.code, proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: ")
+    for text in case.expected:
+        assert str(text) in lines[0]
+    assert not out.exists() or not any(out.rglob("*")), sorted(out.rglob("*"))

@@ -1,0 +1,62 @@
+"""Smoke test of ``benchmarks/bench_sr.py --quick``: it runs and reports every section.
+
+No timing is asserted: the numbers of ``--quick`` are meaningless by design.
+"""
+
+import json
+import subprocess
+import sys
+
+from tests.conftest import REPO
+
+SCRIPT = REPO / "benchmarks" / "bench_sr.py"
+
+
+def run_quick(tmp_path):
+    out_json, out_md = tmp_path / "bench.json", tmp_path / "bench.md"
+    cmd = [sys.executable, str(SCRIPT), "--quick", "--json", str(out_json), "--markdown", str(out_md)]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(out_json.read_text()), out_md.read_text(), result.stdout
+
+
+def positive(value):
+    return isinstance(value, int | float) and value > 0
+
+
+def test_quick_benchmark_reports_every_section(tmp_path):
+    results, markdown, stdout = run_quick(tmp_path)
+
+    assert results["mode"] == "quick"
+    assert "--quick" in results["command"]
+    machine = results["machine"]
+    assert machine["cpu"] and machine["torch"] and positive(machine["threads"])
+
+    inference = results["inference"]
+    assert positive(inference["tile"]) and positive(inference["threads"])
+    rows = inference["rows"]
+    methods = {(r["method"], r["variant"]) for r in rows}
+    for name in ("degan-paper", "degan-cpu"):
+        for variant in ("fp32", "fp32 channels_last", "bf16 autocast"):
+            assert (name, variant) in methods
+    assert {("bicubic", "Pillow"), ("bicubic", "torch F.interpolate")} <= methods
+    for row in rows:
+        assert positive(row["mpix_per_s"]) and positive(row["seconds"]) and row["runs"] >= 1, row
+
+    memory = results["memory"]
+    assert {r["method"] for r in memory["rows"]} >= {"degan-cpu", "bicubic"}
+    assert positive(memory["output_array_mib"]["float32"])
+    for row in memory["rows"]:
+        assert "error" not in row, row
+        assert positive(row["peak_rss_mib"]) and positive(row["seconds"]), row
+        assert row["peak_rss_mib"] >= row["start_rss_mib"]
+
+    training = results["training"]["rows"]
+    runs = {(r["config"], r["scale"], r["phase"]) for r in training}
+    for config, scale in (("degan-cpu", 4), ("degan-cpu", 2), ("degan-paper", 4)):
+        assert {(config, scale, "warmup"), (config, scale, "gan")} <= runs
+    for row in training:
+        assert positive(row["it_per_s"]) and positive(row["sec_per_step"]), row
+
+    assert markdown.startswith("Machine: ") and "| method |" in markdown and "| config |" in markdown
+    assert "output MP/s" in stdout

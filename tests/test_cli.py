@@ -1,0 +1,237 @@
+"""The ``rsgen`` command line: every command, JSON output, usage errors and the demo."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import rasterio
+from PIL import Image
+from rasterio.transform import Affine
+from typer.testing import CliRunner, Result
+
+from rsgen.cli.main import app, main
+from rsgen.hub import available_models
+from tests.conftest import REPO, textured_image
+
+pytestmark = pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
+
+runner = CliRunner()
+
+
+def invoke(*args: str | Path) -> Result:
+    """Run ``rsgen ARGS`` in-process and require success."""
+    result = runner.invoke(app, [str(a) for a in args])
+    assert result.exit_code == 0, (result.output, result.exception)
+    return result
+
+
+def invoke_json(*args: str | Path) -> Any:
+    return json.loads(invoke(*args, "--json").stdout)
+
+
+def run_main(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str]:
+    """Call the console entry point in-process; return (exit code, stderr)."""
+    monkeypatch.setattr(sys, "argv", ["rsgen", *args])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    return exit_info.value.code, capsys.readouterr().err
+
+
+@pytest.fixture
+def png(tmp_path: Path) -> Path:
+    path = tmp_path / "tile.png"
+    Image.fromarray(textured_image((12, 16))).save(path)
+    return path
+
+
+def test_sr_file_json(png: Path, tiny_model_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out" / "tile_x2.png"
+    report = invoke_json("sr", png, "-o", out, "--model", tiny_model_dir, "--scale", "2", "-q")
+    assert report["model"] == "tiny-x2" and report["device"] == "cpu"
+    (item,) = report["results"]
+    assert item["output"] == str(out) and (item["width"], item["height"]) == (32, 24)
+    assert item["bands"] == 3 and item["scale"] == 2 and item["crs"] is None
+    with Image.open(out) as image:
+        assert image.size == (32, 24)
+
+
+def test_sr_geotiff_reports_crs(tiny_model_dir: Path, tmp_path: Path) -> None:
+    src = tmp_path / "scene.tif"
+    transform = Affine.translation(600000.0, 5340000.0) @ Affine.scale(0.6, -0.6)
+    profile = {"driver": "GTiff", "width": 8, "height": 8, "count": 3, "dtype": "uint8"}
+    with rasterio.open(src, "w", **profile, crs="EPSG:32633", transform=transform, photometric="RGB") as ds:
+        ds.write(np.moveaxis(textured_image((8, 8)), -1, 0))
+    report = invoke_json("sr", src, "-o", tmp_path / "x2.tif", "--model", tiny_model_dir, "-s", "2", "-q")
+    assert report["results"][0]["crs"] == "EPSG:32633"
+    with rasterio.open(tmp_path / "x2.tif") as ds:
+        assert ds.res == pytest.approx((0.3, 0.3)) and ds.crs.to_epsg() == 32633
+
+
+def test_sr_folder_json(image_folder: Path, tiny_model_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    report = invoke_json(
+        "sr", image_folder, "-o", out, "--model", tiny_model_dir, "--scale", "2", "--format", "tif", "-q"
+    )
+    outputs = sorted(Path(item["output"]).relative_to(out).as_posix() for item in report["results"])
+    assert outputs == ["img0.tif", "img2.tif", "img4.tif", "sub/img1.tif", "sub/img3.tif", "sub/img5.tif"]
+    assert all(item["width"] == 96 for item in report["results"])
+
+
+def test_sr_folder_shards_by_rank(
+    image_folder: Path, tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    inputs = []
+    for rank in ("0", "1"):
+        monkeypatch.setenv("RANK", rank)
+        report = invoke_json("sr", image_folder, "-o", tmp_path / "out", "--model", tiny_model_dir, "-s", "2")
+        inputs += [item["input"] for item in report["results"]]
+    assert sorted(inputs) == sorted(str(p) for p in image_folder.rglob("*.*"))
+
+
+def test_eval_sr_json(image_folder: Path, tiny_model_dir: Path) -> None:
+    report = invoke_json("eval", "sr", "--data", image_folder, "--model", tiny_model_dir, "--scale", "2")
+    assert {"model", "bicubic", "num_images", "seconds_per_image"} <= set(report)
+    assert report["num_images"] == 6 and report["scale"] == 2 and report["data"] == str(image_folder)
+    assert 5 < report["bicubic"]["psnr_rgb"] < 60
+
+
+@pytest.mark.parametrize(("scale", "params"), [(2, 6.99e6), (4, 7.58e6)])
+def test_info_paper_params(scale: int, params: float) -> None:
+    report = invoke_json("info", "degan-paper", "--scale", str(scale), "--size", "8")
+    assert report["scale"] == scale and report["output"] == [8 * scale, 8 * scale]
+    assert report["generator_params"] == pytest.approx(params, rel=0.1)
+    assert report["generator_macs"] > 0 and report["discriminator_params"] > 0
+
+
+def test_info_of_a_model_folder(tiny_model_dir: Path) -> None:
+    report = invoke_json("info", tiny_model_dir, "--size", "8")
+    assert report["scale"] == 2 and report["generator_params"] < 100_000
+    assert "discriminator_params" not in report
+    assert "generator" in invoke("info", tiny_model_dir, "--size", "8").stdout
+
+
+def test_models_json() -> None:
+    report = invoke_json("models")
+    assert report["models"] == available_models()
+    assert {"degan-paper", "degan-cpu"} <= set(report["configs"])
+
+
+def test_curves(tmp_path: Path) -> None:
+    records = [
+        {"step": 1, "content": 0.5, "perceptual": 0.2, "d_loss": 1.3},
+        {"step": 2, "content": 0.4, "perceptual": 0.1, "d_loss": 1.2},
+        {"event": "eval", "step": 2, "val_psnr": 25.0, "val_psnr_bicubic": 24.0},
+    ]
+    (tmp_path / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    out = tmp_path / "curves.png"
+    assert invoke("curves", tmp_path, "-o", out).stdout.strip() == str(out)
+    with Image.open(out) as image:
+        assert image.format == "PNG" and image.width > 100
+
+
+@pytest.mark.parametrize(
+    "command", [[], ["sr"], ["eval"], ["eval", "sr"], ["train"], ["info"], ["models"], ["curves"], ["demo"]]
+)
+def test_help(command: list[str]) -> None:
+    assert "Usage" in invoke(*command, "--help").stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "expected"),
+    [
+        (["sr", "x.png", "-o", "y.png", "--scale", "abc"], 2, "Invalid value for '--scale'"),
+        (["sr", "x.png", "-o", "y.png", "--tile", "0"], 2, "Invalid value for '--tile'"),
+        (["sr", "x.png"], 2, "Missing option '-o'"),
+        (["frobnicate"], 2, "No such command 'frobnicate'"),
+        (["sr", "x.png", "-o", "y.png", "--scale", "3"], 1, "--scale must be 2 or 4, got 3"),
+        (["sr", "x.png", "-o", "y.png", "--format", "bmp"], 1, "--format must be one of"),
+        (["sr", str(REPO / "pyproject.toml"), "-o", "y.png", "--format", "tif"], 1, "--format is for folder"),
+        (["info", "degan-paper", "--scale", "8"], 1, "--scale must be 2 or 4, got 8"),
+        (["curves", "no-such-run"], 1, "no-such-run: training log not found"),
+    ],
+)
+def test_errors_are_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, args: list[str], code: int, expected: str
+) -> None:
+    exit_code, stderr = run_main(monkeypatch, capsys, *args)
+    assert exit_code == code
+    assert stderr.count("\n") == 1 and stderr.startswith("error: ") and expected in stderr
+
+
+def test_main_without_arguments_prints_help(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    monkeypatch.setattr(sys, "argv", ["rsgen"])
+    with pytest.raises(SystemExit):
+        main()
+    assert "sr" in capsys.readouterr().out
+
+
+def test_sr_subprocess_has_clean_stderr(png: Path, tiny_model_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "big.tif"
+    proc = subprocess.run(
+        [sys.executable, "-m", "rsgen", "sr", png, "-o", out, "--model", tiny_model_dir, "-s", "2", "--json"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert json.loads(proc.stdout)["results"][0]["output"] == str(out) and out.is_file()
+
+
+def test_builtin_default_model(png: Path, tmp_path: Path) -> None:
+    if "degan-x4" not in available_models():
+        pytest.skip("the built-in degan-x4 model is not shipped in rsgen/weights yet")
+    report = invoke_json("sr", png, "-o", tmp_path / "x4.png", "-q")
+    assert report["model"] == "degan-x4"
+    assert (report["results"][0]["width"], report["results"][0]["height"]) == (64, 48)
+
+
+def write_scenes(root: Path) -> Path:
+    (root / "scenes").mkdir(parents=True)
+    for name, seed in (("a_field.png", 1), ("b_town.jpg", 2)):
+        Image.fromarray(textured_image((40, 44), seed=seed)).save(root / "scenes" / name)
+    return root
+
+
+def test_demo_on_a_scene(tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RSGEN_DATA", str(write_scenes(tmp_path / "data")))
+    out = tmp_path / "demo"
+    report = invoke_json("demo", "--model", tiny_model_dir, "--scale", "2", "-o", out)
+    assert report["source"].endswith("a_field.png") and report["note"] is None
+    assert report["hr_size"] == [44, 40] and report["lr_size"] == [22, 20]
+    assert report["model"] == "tiny-x2" and report["scale"] == 2
+    assert isinstance(report["psnr_model"], float) and 10 < report["psnr_bicubic"] < 60
+    assert report["seconds_total"] >= report["seconds_sr"] > 0
+    geo = report["sr_georeferencing"]
+    assert geo["crs"] == "EPSG:32633" and geo["pixel_size"] == pytest.approx([0.6, 0.6])
+    assert (geo["width"], geo["height"]) == (44, 40)
+    names = {"hr.tif", "lr.tif", "sr.tif", "bicubic.png", "sr.png", "comparison.png"}
+    assert {p.name for p in out.iterdir()} == names
+    with rasterio.open(out / "lr.tif") as lr, rasterio.open(out / "sr.tif") as sr:
+        assert lr.crs == sr.crs and lr.res == pytest.approx((1.2, 1.2))
+        assert sr.res == pytest.approx((lr.res[0] / 2, lr.res[1] / 2))
+        assert lr.bounds == pytest.approx(sr.bounds)
+    with Image.open(out / "comparison.png") as image:
+        assert image.width >= 4 * 44 and image.height >= 40
+
+
+def test_demo_falls_back_to_astronaut(
+    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RSGEN_DATA", str(tmp_path / "no-data"))
+    out = tmp_path / "demo"
+    result = invoke("demo", "--model", tiny_model_dir, "--scale", "2", "-o", out, "--size", "32")
+    assert "no aerial sample found" in result.stderr and "astronaut" in result.stderr
+    assert "PSNR" in result.stdout and "bicubic" in result.stdout and "EPSG:32633" in result.stdout
+    with Image.open(out / "sr.png") as image:
+        assert image.size == (32, 32)
