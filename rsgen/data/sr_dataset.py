@@ -21,8 +21,13 @@ from rsgen.io import list_images, read_rgb_uint8
 
 
 def default_data_root() -> Path:
-    """``$RSGEN_DATA`` if set, else ``../shared/data`` relative to the working directory."""
-    return Path(os.environ.get("RSGEN_DATA", "../shared/data"))
+    """``$RSGEN_DATA`` if set, else ``../shared/data`` next to the working directory or,
+    for a source checkout, next to the checkout."""
+    if "RSGEN_DATA" in os.environ:
+        return Path(os.environ["RSGEN_DATA"])
+    beside_cwd = Path("../shared/data")
+    beside_checkout = Path(__file__).resolve().parents[3] / "shared" / "data"
+    return beside_checkout if not beside_cwd.exists() and beside_checkout.exists() else beside_cwd
 
 
 def resolve_data_path(path: str | Path, root: str | Path | None) -> Path:
