@@ -105,3 +105,20 @@ def test_torchrun_two_processes_agree_on_weights(image_folder, tmp_path):
     assert end["world_size"] == 2
     first, second = end["rank_checksums"]
     assert first == second
+
+
+def test_step_decay_schedule():
+    from rsgen.train.schedules import step_decay
+
+    assert [step_decay(1.0, s, [2, 4], 0.1) for s in (0, 1, 2, 3, 4, 9)] == pytest.approx(
+        [1, 1, 0.1, 0.1, 0.01, 0.01]
+    )
+
+
+def test_resume_may_change_the_schedule(image_folder, tmp_path):
+    run_training(tiny_config(image_folder, warmup=4, gan=0), tmp_path / "run", max_steps=2, progress=False)
+    changed = tiny_config(image_folder, warmup=4, gan=0, **{"train.lr_milestones": "[3]"})
+    run_training(changed, tmp_path / "run", resume=True, progress=False)
+    lrs = [json.loads(line).get("lr") for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    lrs = [lr for lr in lrs if lr is not None]
+    assert lrs[:3] == [2e-4, 2e-4, 2e-4] and lrs[3] == pytest.approx(1e-4)

@@ -29,6 +29,7 @@ from rsgen.models import DEGANConfig, DEGANDiscriminator, DEGANGenerator, Discri
 from rsgen.models.feature_extractors import build_feature_extractor
 from rsgen.train.distributed import DistContext
 from rsgen.train.losses import PerceptualLoss, adversarial_loss
+from rsgen.train.schedules import set_lr, step_decay
 
 
 class SuperResolutionTask:
@@ -47,12 +48,10 @@ class SuperResolutionTask:
         self.g_opt = torch.optim.Adam(
             self.generator.parameters(), lr=train["lr"], betas=tuple(train["betas"])
         )
-        self.g_sched = torch.optim.lr_scheduler.MultiStepLR(
-            self.g_opt, train["lr_milestones"], train["lr_gamma"]
-        )
+        self.lr_schedule = (float(train["lr"]), list(train["lr_milestones"]), float(train["lr_gamma"]))
         self.g_train = self._wrap(self.generator)
 
-        self.discriminator = self.d_opt = self.d_sched = self.perceptual = None
+        self.discriminator = self.d_opt = self.perceptual = None
         if self.total_steps > self.warmup_steps:
             self.discriminator = DEGANDiscriminator(
                 DiscriminatorConfig.from_dict(config["discriminator"])
@@ -60,8 +59,6 @@ class SuperResolutionTask:
             self.d_opt = torch.optim.Adam(
                 self.discriminator.parameters(), lr=train["lr"], betas=tuple(train["betas"])
             )
-            milestones = [max(m - self.warmup_steps, 0) for m in train["lr_milestones"]]
-            self.d_sched = torch.optim.lr_scheduler.MultiStepLR(self.d_opt, milestones, train["lr_gamma"])
             self.d_train = self._wrap(self.discriminator)
             features = build_feature_extractor(loss["perceptual_network"], loss.get("perceptual_weights"))
             self.perceptual = PerceptualLoss(features).to(device)
@@ -94,12 +91,15 @@ class SuperResolutionTask:
         """One optimisation step on the batch that belongs to ``step``."""
         self.generator.train()
         lr, hr = (t.to(self.ctx.device) for t in self.sampler.batch(step, self.batch_size))
+        base, milestones, gamma = self.lr_schedule
+        set_lr(self.g_opt, step_decay(base, step, milestones, gamma))
         if step < self.warmup_steps:
             logs = self._warmup_step(lr, hr)
         else:
+            # The discriminator starts with the GAN phase: its schedule counts from there.
+            d_milestones = [m - self.warmup_steps for m in milestones]
+            set_lr(self.d_opt, step_decay(base, step - self.warmup_steps, d_milestones, gamma))
             logs = self._gan_step(lr, hr)
-            self.d_sched.step()
-        self.g_sched.step()
         logs["lr"] = self.g_opt.param_groups[0]["lr"]
         return logs
 
@@ -163,12 +163,12 @@ class SuperResolutionTask:
         tensors = {f"generator.{k}": v for k, v in self.generator.state_dict().items()}
         g_opt, g_groups = optimizer_to_tensors(self.g_opt, "g_opt")
         tensors.update(g_opt)
-        meta: dict[str, Any] = {"g_groups": g_groups, "g_sched": self.g_sched.state_dict()}
+        meta: dict[str, Any] = {"g_groups": g_groups}
         if self.discriminator is not None:
             tensors.update({f"discriminator.{k}": v for k, v in self.discriminator.state_dict().items()})
             d_opt, d_groups = optimizer_to_tensors(self.d_opt, "d_opt")
             tensors.update(d_opt)
-            meta.update({"d_groups": d_groups, "d_sched": self.d_sched.state_dict()})
+            meta["d_groups"] = d_groups
         return tensors, meta
 
     def load_state(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
@@ -177,11 +177,9 @@ class SuperResolutionTask:
 
         self.generator.load_state_dict(sub("generator."))
         optimizer_from_tensors(self.g_opt, tensors, "g_opt", meta["g_groups"])
-        self.g_sched.load_state_dict(meta["g_sched"])
         if self.discriminator is not None and "d_groups" in meta:
             self.discriminator.load_state_dict(sub("discriminator."))
             optimizer_from_tensors(self.d_opt, tensors, "d_opt", meta["d_groups"])
-            self.d_sched.load_state_dict(meta["d_sched"])
 
     @torch.no_grad()
     def weight_checksum(self) -> float:
