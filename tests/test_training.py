@@ -122,3 +122,31 @@ def test_resume_may_change_the_schedule(image_folder, tmp_path):
     lrs = [json.loads(line).get("lr") for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     lrs = [lr for lr in lrs if lr is not None]
     assert lrs[:3] == [2e-4, 2e-4, 2e-4] and lrs[3] == pytest.approx(1e-4)
+
+
+def test_sigterm_stops_at_a_step_with_a_checkpoint(image_folder, tmp_path):
+    import signal
+    import threading
+
+    import rsgen.train.loop as loop
+
+    config = tiny_config(image_folder, warmup=50, gan=0)
+    original, handler_before = loop.step_seed, signal.getsignal(signal.SIGTERM)
+
+    def seed_then_signal(seed, rank, step):
+        if step == 3:
+            threading.Thread(target=lambda: os.kill(os.getpid(), signal.SIGTERM)).start()
+            threading.Event().wait(0.2)
+        return original(seed, rank, step)
+
+    loop.step_seed = seed_then_signal
+    try:
+        summary = run_training(config, tmp_path / "run", progress=False)
+    finally:
+        loop.step_seed = original
+    assert summary["event"] == "stopped" and 3 < summary["step"] < 50
+    assert signal.getsignal(signal.SIGTERM) == handler_before
+    from rsgen.checkpoint import load_training_state
+
+    _, meta = load_training_state(tmp_path / "run" / "checkpoint.safetensors")
+    assert meta["step"] == summary["step"]

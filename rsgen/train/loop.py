@@ -9,7 +9,9 @@ owns models, losses and data.
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -100,7 +102,12 @@ def _train(
         dynamic_ncols=True,
     )
     tic, done = time.perf_counter(), 0
+    stop = _StopRequest()
     for step in range(start, end):
+        if stop.agreed(ctx):
+            bar.close()
+            stop.restore()
+            return _stop_early(task, ctx, log, run_dir, checkpoint, step, best)
         torch.manual_seed(step_seed(seed, ctx.rank, step))
         logs = task.train_step(step)
         done += 1
@@ -116,6 +123,7 @@ def _train(
         if every["checkpoint_every"] and number % every["checkpoint_every"] == 0 or number == end:
             _save_checkpoint(task, ctx, checkpoint, number)
     bar.close()
+    stop.restore()
 
     checksums = [row[0] for row in ctx.all_gather_floats([task.weight_checksum()])]
     summary = {"event": "end", "step": end, "world_size": ctx.world_size, "rank_checksums": checksums}
@@ -124,6 +132,42 @@ def _train(
     log.write(summary)
     ctx.barrier()
     return summary
+
+
+def _stop_early(
+    task: TrainTask, ctx: DistContext, log: _Logger, run_dir: Path, checkpoint: Path, step: int, best: float
+) -> dict[str, Any]:
+    """On SIGTERM/SIGINT: validate, checkpoint at the last finished step and return."""
+    _validate(task, ctx, log, run_dir, step, best)
+    _save_checkpoint(task, ctx, checkpoint, step)
+    summary = {"event": "stopped", "step": step, "world_size": ctx.world_size}
+    log.write(summary)
+    return summary
+
+
+class _StopRequest:
+    """SIGTERM/SIGINT ask the loop to stop after the current step (with a checkpoint) instead
+    of dying mid-step. Under torchrun the ranks agree on the step to stop at."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: dict[int, Any] = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._previous[sig] = signal.signal(sig, self._handle)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.requested = True
+
+    def agreed(self, ctx: DistContext) -> bool:
+        if not ctx.distributed:
+            return self.requested
+        return any(row[0] > 0 for row in ctx.all_gather_floats([float(self.requested)]))
+
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous = {}
 
 
 def _validate(
