@@ -1,5 +1,6 @@
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -99,8 +100,17 @@ def test_torchrun_two_processes_agree_on_weights(image_folder, tmp_path):
     ):
         cmd += ["--set", item]
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
-    assert result.returncode == 0, result.stderr[-2000:]
+    # Own session, so a hang (a collective waiting forever) kills every rank, not just torchrun.
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True
+    )
+    try:
+        _, stderr = proc.communicate(timeout=240)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        pytest.fail("torchrun training did not finish in 240 s")
+    assert proc.returncode == 0, stderr[-2000:]
     end = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()][-1]
     assert end["world_size"] == 2
     first, second = end["rank_checksums"]
