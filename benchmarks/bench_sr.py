@@ -71,7 +71,7 @@ class Settings:
 DEFAULT = Settings(
     lr_size=512,
     bf16_small_size=64,
-    tile=128,
+    tile=64,
     overlap=16,
     batch_size=4,
     repeats=3,
@@ -104,17 +104,15 @@ QUICK = Settings(
 
 @dataclass(frozen=True)
 class Variant:
-    """How the generator runs: memory format, autocast, and PyTorch's fused attention fast path."""
+    """How the generator runs: memory format and autocast."""
 
     name: str
     channels_last: bool = False
     bf16: bool = False
-    mha_fastpath: bool = True  # False: nn.TransformerEncoderLayer computes attention with SDPA
 
 
 FP32 = Variant("fp32")
 CHANNELS_LAST = Variant("fp32 channels_last", channels_last=True)
-NO_FASTPATH = Variant("fp32 MHA fast path off", mha_fastpath=False)
 BF16 = Variant("bf16 autocast", bf16=True)
 
 
@@ -250,21 +248,11 @@ def make_resolver(name: str, settings: Settings, channels_last: bool = False) ->
     )
 
 
-def uses_mha_fastpath(sr: SuperResolver) -> bool:
-    """Whether the generator has layers that PyTorch's fused attention fast path can take over."""
-    return any(isinstance(m, torch.nn.TransformerEncoderLayer) for m in sr.generator.modules())
-
-
 @contextlib.contextmanager
 def variant_numerics(variant: Variant) -> Iterator[None]:
-    """Autocast and the MHA fast path switch of ``variant``, restored afterwards."""
-    previous = torch.backends.mha.get_fastpath_enabled()
-    torch.backends.mha.set_fastpath_enabled(variant.mha_fastpath)
-    try:
-        with torch.autocast("cpu", dtype=torch.bfloat16) if variant.bf16 else contextlib.nullcontext():
-            yield
-    finally:
-        torch.backends.mha.set_fastpath_enabled(previous)
+    """bf16 autocast for a bf16 variant."""
+    with torch.autocast("cpu", dtype=torch.bfloat16) if variant.bf16 else contextlib.nullcontext():
+        yield
 
 
 def measure_tiled_sr(
@@ -284,26 +272,16 @@ def measure_tiled_sr(
 
 
 def degan_variants(sr: SuperResolver) -> list[Variant]:
-    fastpath = [NO_FASTPATH] if uses_mha_fastpath(sr) else []
-    return [FP32, CHANNELS_LAST, *fastpath, BF16]
+    return [FP32, CHANNELS_LAST, BF16]
 
 
 def bf16_input(image: np.ndarray, settings: Settings) -> tuple[np.ndarray, str]:
     """The image for bf16 and a note: the full image with bf16 instructions, else a small one."""
     instructions = bf16_instructions()
-    note = "autocast also turns the MHA fast path off"
     if instructions:
-        return image, f"bf16 instructions: {', '.join(instructions)}; {note}; output quality not checked"
+        return image, f"bf16 instructions: {', '.join(instructions)}; output quality not checked"
     small = textured_image(settings.bf16_small_size, seed=1)
-    return small, f"no bf16 instructions (emulated): not recommended on this CPU; {note}"
-
-
-def variant_note(sr: SuperResolver, variant: Variant) -> str:
-    if variant.mha_fastpath and uses_mha_fastpath(sr):
-        return "attention: nn.TransformerEncoderLayer fast path (materialises the attention matrix)"
-    if not variant.mha_fastpath:
-        return "attention: scaled_dot_product_attention (torch.backends.mha.set_fastpath_enabled(False))"
-    return ""
+    return small, "no bf16 instructions (emulated): not recommended on this CPU"
 
 
 def measure_degan(name: str, image: np.ndarray, settings: Settings) -> list[dict]:
@@ -311,7 +289,7 @@ def measure_degan(name: str, image: np.ndarray, settings: Settings) -> list[dict
     rows = []
     for variant in degan_variants(make_resolver(name, settings)):
         sr = make_resolver(name, settings, variant.channels_last)
-        array, note = bf16_input(image, settings) if variant.bf16 else (image, variant_note(sr, variant))
+        array, note = bf16_input(image, settings) if variant.bf16 else (image, "")
         log(f"inference {name} {variant.name} on {array.shape[1]}x{array.shape[0]} LR")
         times, peak = measure_tiled_sr(sr, variant, array, settings)
         rows.append(speed_row(name, variant.name, array, times, peak, note))
@@ -403,7 +381,6 @@ def child_job(job: dict) -> dict:
     started by fork/vfork + exec inherits in its maximum.
     """
     torch.set_num_threads(job["threads"])
-    torch.backends.mha.set_fastpath_enabled(job.get("mha_fastpath", True))
     work = child_work(job)
     start_kib = rss_kib("VmRSS")
     seconds = timed(work)
@@ -448,9 +425,6 @@ def memory_jobs(settings: Settings) -> Iterator[tuple[str, str, str, dict, str]]
     for name in settings.memory_configs:
         job = {"kind": "degan-file", "config": name, **options}
         yield name, streamed, FP32.name, job, ""
-        if uses_mha_fastpath(make_resolver(name, settings)):
-            note = "attention with SDPA instead of the fused fast path"
-            yield name, streamed, NO_FASTPATH.name, {**job, "mha_fastpath": False}, note
     if settings.memory_in_memory_path:
         job = {"kind": "degan-array", "config": "degan-cpu", **options}
         note = "whole LR + float32 output rows + uint8 output in memory"
@@ -696,7 +670,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     add("--json", type=Path, help="write the results as JSON here")
     add("--markdown", type=Path, help="write the tables as Markdown here")
     add("--threads", type=int, help="torch intra-op threads (default: torch's choice; --quick: 1)")
-    add("--tile", type=int, help="LR tile side of the tiled inference (default 128)")
+    add(
+        "--tile",
+        type=int,
+        help="LR tile side (default 64: SuperResolver's x4 default)",
+    )
     add("--batch-size", type=int, help="tiles per forward pass (default 4)")
     add("--size", type=int, help="LR side of the inference image (default 512: 2048x2048 output)")
     add("--repeats", type=int, help="timed runs per DEGAN variant, at most (default 3)")
