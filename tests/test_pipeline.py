@@ -192,3 +192,10 @@ def test_demo_helpers() -> None:
         center_crop(textured_image((6, 6)), 32, 4)
     strip = comparison_strip([crop] * 4)
     assert strip.size[0] == 4 * 32 + 3 * 4 and strip.size[1] > 28
+
+
+def test_bf16_autocast_stays_close_to_fp32(tiny_model_dir: Path) -> None:
+    image = np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    fp32 = SuperResolver.from_pretrained(tiny_model_dir)(image).astype(int)
+    bf16 = SuperResolver.from_pretrained(tiny_model_dir, bf16=True)(image).astype(int)
+    assert np.abs(fp32 - bf16).mean() < 2.0

@@ -160,3 +160,9 @@ def test_sigterm_stops_at_a_step_with_a_checkpoint(image_folder, tmp_path):
 
     _, meta = load_training_state(tmp_path / "run" / "checkpoint.safetensors")
     assert meta["step"] == summary["step"]
+
+
+def test_moving_average():
+    from rsgen.train.curves import moving_average
+
+    assert moving_average([1, 3, 5, 7], 2) == [1, 2, 4, 6]

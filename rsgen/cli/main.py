@@ -82,6 +82,9 @@ def sr_command(
         str | None,
         typer.Option("--format", help="Folder mode: output suffix (tif, png, jpg) [default: keep]"),
     ] = None,
+    bf16: Annotated[
+        bool, typer.Option("--bf16", help="bfloat16 autocast (fast on CPUs with avx512_bf16/AMX, and GPUs).")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON report on stdout.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
@@ -106,6 +109,7 @@ def sr_command(
         tile=tile,
         overlap=overlap,
         batch_size=batch_size,
+        bf16=bf16,
     )
     report: list[dict[str, Any]] = []
 
@@ -157,6 +161,9 @@ def eval_sr_command(
     overlap: Annotated[int, typer.Option(min=0, help="LR tile overlap.")] = 16,
     device: Annotated[str | None, typer.Option(help="cpu, cuda...")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    bf16: Annotated[
+        bool, typer.Option("--bf16", help="bfloat16 autocast (fast on CPUs with avx512_bf16/AMX, and GPUs).")
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
     """PSNR/SSIM (RGB and Y, border = scale) of a model vs bicubic on HR images downscaled bicubically."""
@@ -168,7 +175,7 @@ def eval_sr_command(
     folder = data or default_data("RSSCN7", "val")
     files = list_images(folder)[:limit]
     resolver = SuperResolver.from_pretrained(
-        model or f"degan-x{scale}", scale=scale, device=device, tile=tile, overlap=overlap
+        model or f"degan-x{scale}", scale=scale, device=device, tile=tile, overlap=overlap, bf16=bf16
     )
     result = evaluate_sr(files, scale, resolver, resolver.name, progress=not (quiet or as_json))
     if as_json:

@@ -44,6 +44,9 @@ class SuperResolver:
         overlap: LR pixels shared by neighbouring tiles, blended with linear ramps.
         batch_size: tiles per forward pass.
         channels_last: use the channels-last memory format (faster convolutions on some CPUs).
+        bf16: run the generator under bfloat16 autocast. Off by default. On CPUs with bf16
+            instructions (avx512_bf16/AMX) it is ~2x faster for the same PSNR to 1e-3 dB (see
+            benchmarks/); without them it is emulated and far slower.
         name: shown in evaluation tables and JSON.
     """
 
@@ -55,10 +58,12 @@ class SuperResolver:
         overlap: int = 16,
         batch_size: int = 4,
         channels_last: bool = False,
+        bf16: bool = False,
         name: str = "custom",
     ) -> None:
         self.device = resolve_device(device)
         self.generator = generator.to(self.device).eval()
+        self.bf16 = bf16
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         if channels_last:
             self.generator = self.generator.to(memory_format=torch.channels_last)
@@ -93,7 +98,8 @@ class SuperResolver:
     def upscale_tensor(self, x: torch.Tensor) -> torch.Tensor:
         """(N, 3, h, w) float in [0, 1] -> (N, 3, h*s, w*s) in [0, 1] on the CPU, one forward pass."""
         x = x.to(self.device, torch.float32).contiguous(memory_format=self.memory_format)
-        y = self.generator(x * 2 - 1)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            y = self.generator(x * 2 - 1)
         return ((y.float() + 1) / 2).clamp(0, 1).cpu()
 
     def __call__(self, image: Image.Image | np.ndarray, progress: bool = False) -> Image.Image | np.ndarray:

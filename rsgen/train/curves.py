@@ -29,6 +29,17 @@ def read_log(path: str | Path) -> list[dict]:
     return records
 
 
+def moving_average(values: list[float] | tuple[float, ...], window: int) -> list[float]:
+    """Trailing mean over up to ``window`` values (shorter at the start)."""
+    out, total = [], 0.0
+    for i, value in enumerate(values):
+        total += value
+        if i >= window:
+            total -= values[i - window]
+        out.append(total / min(i + 1, window))
+    return out
+
+
 def plot_curves(log_path: str | Path, out_png: str | Path, title: str | None = None) -> Path:
     """Write a two-panel PNG: training losses (log scale) and validation PSNR vs bicubic."""
     import matplotlib
@@ -43,7 +54,9 @@ def plot_curves(log_path: str | Path, out_png: str | Path, title: str | None = N
     for key in LOSS_KEYS:
         points = [(r["step"], r[key]) for r in steps if key in r]
         if points:
-            ax_loss.plot(*zip(*points, strict=True), label=key, linewidth=0.8)
+            x, y = zip(*points, strict=True)
+            (raw,) = ax_loss.plot(x, y, linewidth=0.5, alpha=0.3)
+            ax_loss.plot(x, moving_average(y, 15), color=raw.get_color(), label=f"{key} (mean of 15 logs)")
     ax_loss.set(xlabel="step", ylabel="loss", yscale="log", title="training losses")
     ax_loss.legend()
     if evals:
