@@ -30,7 +30,7 @@ def test_shipped_model_beats_bicubic_on_rsscn7_val(scale):
 
 def test_tiled_output_matches_whole_image_for_the_shipped_model():
     hr = read_rgb_uint8(list_images(needs_shared("RSSCN7", "val"))[0])[:192, :192]
-    lr = np.asarray(bicubic_downscale(Image.fromarray(hr), 2))
+    lr = np.array(bicubic_downscale(Image.fromarray(hr), 2))
     sr = SuperResolver.from_pretrained("degan-x2")
     whole = sr.upscale_tensor(torch.from_numpy(lr).permute(2, 0, 1)[None].float() / 255)[0]
     whole = (whole * 255).round().permute(1, 2, 0).numpy()

@@ -311,7 +311,7 @@ def upscale_array(
     array = np.asarray(array)
     if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8:
         raise ValueError(f"expected an (H, W, 3) uint8 array, got {array.dtype} {array.shape}")
-    image = torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).float() / 255
+    image = torch.tensor(array).permute(2, 0, 1).float() / 255  # a copy: read-only arrays are fine
     out = tiled_upscale(image, model_fn, scale, tile, overlap, batch_size, progress)
     return out.clamp_(0, 1).mul_(255).round_().to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
 

@@ -105,11 +105,9 @@ class SuperResolver:
     def __call__(self, image: Image.Image | np.ndarray, progress: bool = False) -> Image.Image | np.ndarray:
         """Super-resolve an RGB image (PIL, or uint8 array H x W x 3), tiled; returns the same type."""
         is_pil = isinstance(image, Image.Image)
-        array = np.array(image.convert("RGB")) if is_pil else np.asarray(image)
+        array = np.asarray(image.convert("RGB")) if is_pil else np.asarray(image)
         if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8:
             raise RsgenError(f"expected an RGB uint8 image (H, W, 3), got {array.dtype} {array.shape}")
-        if not array.flags.writeable:
-            array = array.copy()
         out = upscale_array(
             array,
             self.upscale_tensor,
