@@ -472,8 +472,27 @@ class RasterWriter:
             raise
         return self._result_info()
 
+    backend = ""
+    keeps_georeferencing = False
+
     def _result_info(self) -> RasterInfo:
-        raise NotImplementedError
+        """What was written; georeferencing only for formats that store it."""
+        s = self.spec
+        georef = (
+            {"crs": s.crs, "transform": s.transform or Affine.identity(), "nodata": s.nodata}
+            if self.keeps_georeferencing
+            else {}
+        )
+        return RasterInfo(
+            path=self.dst,
+            width=s.width,
+            height=s.height,
+            count=s.count,
+            dtype=s.dtype,
+            colorinterp=s.colorinterp,
+            backend=self.backend,
+            **georef,
+        )
 
     def abort(self) -> None:
         """Delete the temporary file (and any GDAL side file)."""
@@ -535,6 +554,9 @@ _GDAL_ROLES = {ci.name: ci for ci in ColorInterp}
 class _GeoTiffWriter(RasterWriter):
     """Tiled, deflate-compressed (Big)GeoTIFF, written in full-width row windows that are
     multiples of the block height so no compressed block is ever rewritten."""
+
+    backend = "rasterio"
+    keeps_georeferencing = True
 
     def __init__(self, dst: Path, spec: OutputSpec) -> None:
         super().__init__(dst, spec)
@@ -610,21 +632,6 @@ class _GeoTiffWriter(RasterWriter):
     def _close(self) -> None:
         self._ds.close()
 
-    def _result_info(self) -> RasterInfo:
-        s = self.spec
-        return RasterInfo(
-            path=self.dst,
-            width=s.width,
-            height=s.height,
-            count=s.count,
-            dtype=s.dtype,
-            crs=s.crs,
-            transform=s.transform or Affine.identity(),
-            nodata=s.nodata,
-            colorinterp=s.colorinterp,
-            backend="rasterio",
-        )
-
 
 def _copy_metadata(ds: rasterio.io.DatasetWriter, meta: dict[str, Any], roles: Sequence[str]) -> None:
     """Copy band roles, tags, descriptions, units, scales/offsets and GCPs (best effort)."""
@@ -689,6 +696,8 @@ def _pillow_mode_for(spec: OutputSpec) -> str | None:
 class _PillowWriter(RasterWriter):
     """PNG/JPEG output: the whole image is assembled in memory, then saved with Pillow."""
 
+    backend = "pillow"
+
     def __init__(self, dst: Path, spec: OutputSpec, fmt: str) -> None:
         mode = _pillow_mode_for(spec)
         if mode is None or (fmt == "JPEG" and mode not in ("L", "RGB")):
@@ -711,18 +720,6 @@ class _PillowWriter(RasterWriter):
         options = {"quality": 95, "subsampling": 0} if self._fmt == "JPEG" else {}
         image.save(self._tmp, format=self._fmt, **options)
         self._array = np.empty(0)
-
-    def _result_info(self) -> RasterInfo:
-        s = self.spec
-        return RasterInfo(
-            path=self.dst,
-            width=s.width,
-            height=s.height,
-            count=s.count,
-            dtype=s.dtype,
-            colorinterp=s.colorinterp,
-            backend="pillow",
-        )
 
 
 def open_writer(dst: str | Path, spec: OutputSpec) -> RasterWriter:

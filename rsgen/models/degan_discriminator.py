@@ -2,34 +2,27 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
 
+from rsgen.models.configuration import ModelConfig
+
 
 @dataclass
-class DiscriminatorConfig:
+class DiscriminatorConfig(ModelConfig):
     """``num_blocks`` conv blocks; channels start at ``base_channels`` and double every other
     block; strides alternate 1, 2 so the spatial size halves every other block."""
+
+    MODEL_NAME: ClassVar[str] = "degan_discriminator"
 
     base_channels: int = 64
     num_blocks: int = 8
     kernel_size: int = 3
     fc_size: int = 1024
     negative_slope: float = 0.2
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> DiscriminatorConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known - {"name"})
-        if unknown:
-            raise ValueError(f"unknown discriminator option(s): {', '.join(unknown)}")
-        return cls(**{k: v for k, v in data.items() if k in known})
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": "degan_discriminator", **asdict(self)}
 
 
 class DEGANDiscriminator(nn.Module):

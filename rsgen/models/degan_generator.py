@@ -10,22 +10,25 @@ Choices the paper leaves open are fields of :class:`DEGANConfig`; see docs/degan
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from rsgen.models.blocks import ResidualBlock, build_attention, conv_relu_stack
+from rsgen.models.configuration import ModelConfig
 from rsgen.models.degan_unet import DiffusionUNet
 
 SUPPORTED_SCALES = (2, 4)
 
 
 @dataclass
-class DEGANConfig:
+class DEGANConfig(ModelConfig):
     """Hyper-parameters of the DEGAN generator. ``paper`` values are the defaults."""
+
+    MODEL_NAME: ClassVar[str] = "degan_generator"
 
     scale: int = 4
     channels: int = 128
@@ -55,18 +58,6 @@ class DEGANConfig:
             raise ValueError(f"global_skip must be 'none' or 'bicubic', got {self.global_skip!r}")
         if self.t_train not in ("uniform", "fixed"):
             raise ValueError(f"t_train must be 'uniform' or 'fixed', got {self.t_train!r}")
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> DEGANConfig:
-        """Build from a plain dict, rejecting unknown keys (typos in YAML fail loudly)."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known - {"name"})
-        if unknown:
-            raise ValueError(f"unknown DEGAN generator option(s): {', '.join(unknown)}")
-        return cls(**{k: v for k, v in data.items() if k in known})
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": "degan_generator", **asdict(self)}
 
 
 class DEGANGenerator(nn.Module):
