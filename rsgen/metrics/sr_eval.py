@@ -17,13 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from rich.console import Console
 from rich.progress import track
 from rich.table import Table
 
 from rsgen.data.degradation import bicubic_downscale, bicubic_upscale, crop_to_multiple
 from rsgen.errors import RsgenError
+from rsgen.io import read_rgb_uint8
 from rsgen.metrics.image_quality import SSIM_WINDOW, psnr, ssim
 
 UpscaleFn = Callable[[np.ndarray], np.ndarray]
@@ -190,12 +191,7 @@ def _iterate(paths: list[Path], progress: bool, description: str) -> Iterable[Pa
 
 def _load_hr(path: Path, scale: int) -> Image.Image:
     """Read ``path`` as RGB and crop it to a multiple of ``scale``; RsgenError if unusable."""
-    try:
-        with Image.open(path) as img:
-            hr = img.convert("RGB")
-    except (OSError, UnidentifiedImageError, Image.DecompressionBombError, ValueError) as exc:
-        raise RsgenError(f"cannot read image ({exc.__class__.__name__}: {exc})", path) from exc
-    hr = crop_to_multiple(hr, scale)
+    hr = crop_to_multiple(Image.fromarray(read_rgb_uint8(path)), scale)
     min_side = SSIM_WINDOW + 2 * scale
     if min(hr.size) < min_side:
         raise RsgenError(

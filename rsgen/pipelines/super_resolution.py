@@ -78,10 +78,6 @@ class SuperResolver:
         path = resolve_model_path(name_or_path)
         _check_model_config(path, scale)
         model, _ = load_pretrained(path)
-        if not isinstance(model, DEGANGenerator):
-            raise RsgenError(f"not a super-resolution model ({type(model).__name__})", path)
-        if scale is not None and model.scale != scale:
-            raise RsgenError(f"model is for x{model.scale}, not x{scale}", path)
         generator = model.float()
         return cls(generator, name=kwargs.pop("name", Path(str(name_or_path)).name), **kwargs)
 
