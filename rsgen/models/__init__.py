@@ -24,16 +24,10 @@ def build_model(config: dict[str, Any]) -> nn.Module:
     return model_cls(config_cls.from_dict(config))
 
 
-def model_config_dict(model: nn.Module) -> dict[str, Any]:
-    """The config dict that rebuilds ``model`` with :func:`build_model`."""
-    return model.config.to_dict()
-
-
 __all__ = [
     "DEGANConfig",
     "DEGANDiscriminator",
     "DEGANGenerator",
     "DiscriminatorConfig",
     "build_model",
-    "model_config_dict",
 ]

@@ -84,9 +84,6 @@ class SuperResolutionTask:
         ids = [self.ctx.device.index] if self.ctx.device.type == "cuda" else None
         return DistributedDataParallel(module, device_ids=ids)
 
-    def phase(self, step: int) -> str:
-        return "warmup" if step < self.warmup_steps else "gan"
-
     def train_step(self, step: int) -> dict[str, float]:
         """One optimisation step on the batch that belongs to ``step``."""
         self.generator.train()
