@@ -31,14 +31,16 @@ def save_pretrained(
     directory: str | Path,
     dtype: torch.dtype = torch.float16,
     extra: dict[str, Any] | None = None,
+    state: dict[str, torch.Tensor] | None = None,
 ) -> Path:
-    """Write ``model`` (config + weights cast to ``dtype``) to ``directory`` atomically."""
+    """Write ``model`` (config + weights cast to ``dtype``) to ``directory`` atomically.
+    ``state`` replaces ``model.state_dict()`` (models that store only their trained part)."""
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     config = {"model": model.config.to_dict(), **(extra or {})}
     state = {
         k: v.detach().to("cpu", dtype if v.is_floating_point() else v.dtype).contiguous()
-        for k, v in model.state_dict().items()
+        for k, v in (model.state_dict() if state is None else state).items()
     }
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
     tmp.chmod(0o755)
@@ -87,6 +89,14 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
 def load_weights_into(model: nn.Module, state: dict[str, torch.Tensor], source: str | Path) -> None:
     """``load_state_dict(strict=True)`` with shape/key mismatches reported as one line."""
     expected = model.state_dict()
+    check_state_matches(expected, state, source)
+    model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()})
+
+
+def check_state_matches(
+    expected: dict[str, torch.Tensor], state: dict[str, torch.Tensor], source: str | Path
+) -> None:
+    """Raise a one-line RsgenError unless ``state`` has exactly ``expected``'s keys and shapes."""
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     wrong = sorted(k for k in set(expected) & set(state) if expected[k].shape != state[k].shape)
@@ -100,7 +110,6 @@ def load_weights_into(model: nn.Module, state: dict[str, torch.Tensor], source: 
             k = wrong[0]
             parts.append(f"shape mismatch for {k}: {tuple(state[k].shape)} vs {tuple(expected[k].shape)}")
         raise RsgenError("weights do not fit this architecture: " + "; ".join(parts), source)
-    model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()})
 
 
 def load_pretrained(directory: str | Path) -> tuple[nn.Module, dict[str, Any]]:

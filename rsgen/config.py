@@ -17,11 +17,17 @@ from rsgen.errors import RsgenError
 CONFIG_DIR = Path(__file__).parent / "configs"
 
 
+def _config_families() -> list[Path]:
+    """One folder per kind of model (``sr``, ``clip``, ``scene``); names are unique across them."""
+    return sorted(p for p in CONFIG_DIR.iterdir() if p.is_dir())
+
+
 def builtin_config_names() -> list[str]:
-    """Names of the built-in configs, e.g. ``degan-cpu`` or ``ablations/degan-cpu-baseline``."""
+    """Names of the built-in configs, e.g. ``degan-cpu``, ``rs-clip`` or ``ablations/degan-cpu-baseline``."""
     return sorted(
-        str(p.relative_to(CONFIG_DIR / "sr").with_suffix("")).replace("_", "-")
-        for p in (CONFIG_DIR / "sr").rglob("*.yaml")
+        str(p.relative_to(family).with_suffix("")).replace("_", "-")
+        for family in _config_families()
+        for p in family.rglob("*.yaml")
     )
 
 
@@ -32,9 +38,10 @@ def resolve_config_path(name_or_path: str | Path) -> Path:
         if not path.is_file():
             raise RsgenError("config file not found", path)
         return path
-    candidate = CONFIG_DIR / "sr" / (str(name_or_path).replace("-", "_") + ".yaml")
-    if candidate.is_file():
-        return candidate
+    for family in _config_families():
+        candidate = family / (str(name_or_path).replace("-", "_") + ".yaml")
+        if candidate.is_file():
+            return candidate
     raise RsgenError(f"unknown config; built-in configs: {', '.join(builtin_config_names())}", name_or_path)
 
 

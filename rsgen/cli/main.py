@@ -21,13 +21,17 @@ from rsgen.errors import RsgenError
 
 app = typer.Typer(
     name="rsgen",
-    help="Generative remote sensing imagery: DEGAN super-resolution of images and GeoTIFF scenes.",
+    help="Generative remote sensing imagery: super-resolution of images and GeoTIFF scenes, "
+    "an offline remote-sensing image-text model (RS-CLIP) and generative metrics.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
 )
 eval_app = typer.Typer(help="Evaluate models against their baselines.", no_args_is_help=True)
 app.add_typer(eval_app, name="eval")
+from rsgen.cli.metrics_commands import register  # noqa: E402
+
+register(eval_app)
 
 SCALES = (2, 4)
 OUTPUT_FORMATS = ("tif", "tiff", "png", "jpg", "jpeg")
@@ -182,6 +186,75 @@ def eval_sr_command(
         emit_json({**result.to_dict(), "data": str(folder)})
     else:
         print_sr_table(result)
+
+
+@eval_app.command("retrieval")
+def eval_retrieval_command(
+    data: Annotated[
+        Path | None,
+        typer.Option(help="Folder with captions.jsonl + images/ [default: $RSGEN_DATA/rsicd_aid150]"),
+    ] = None,
+    split: Annotated[str, typer.Option(help="Which records of captions.jsonl (its 'split' field).")] = "test",
+    model: Annotated[
+        str, typer.Option(help="Image-text model: rs-clip, a model folder, or an open_clip weight file.")
+    ] = "rs-clip",
+    batch_size: Annotated[int, typer.Option(min=1)] = 32,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda... [default: cuda if available]")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object, not a table.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Text->image and image->text Recall@1/5/10 and zero-shot scene accuracy (fractions in [0, 1])."""
+    from rsgen.data.captions import read_caption_records
+    from rsgen.metrics.retrieval import evaluate_retrieval
+    from rsgen.models.image_text import load_image_text_model
+    from rsgen.pipelines.super_resolution import resolve_device
+
+    folder = data or default_data("rsicd_aid150")
+    read_caption_records(folder, split)  # bad data fails before a model loads
+    clip = load_image_text_model(model, resolve_device(device))
+    result = evaluate_retrieval(clip, folder, split, batch_size, progress=not (quiet or as_json))
+    report = {**result.to_dict(), "data": str(folder)}
+    if as_json:
+        emit_json(report)
+        return
+    counts = f"{result.n_images} images, {result.n_captions} captions"
+    typer.echo(f"{result.model} on {folder} ({split}: {counts})")
+    for direction in ("t2i", "i2t"):
+        recalls = "  ".join(f"R@{k} {report[f'{direction}_r{k}']:.3f}" for k in (1, 5, 10))
+        typer.echo(f"  {direction}: {recalls}")
+    typer.echo(f"  zero-shot accuracy over {result.n_scenes} scenes: {result.zeroshot_acc:.3f}")
+
+
+@eval_app.command("scene")
+def eval_scene_command(
+    data: Annotated[
+        Path | None,
+        typer.Option(help="Folder with captions.jsonl + images/ [default: $RSGEN_DATA/rsicd_aid150]"),
+    ] = None,
+    split: Annotated[str, typer.Option(help="Which records of captions.jsonl (its 'split' field).")] = "test",
+    model: Annotated[str, typer.Option(help="Scene classifier: rs-scene or a model folder.")] = "rs-scene",
+    batch_size: Annotated[int, typer.Option(min=1)] = 32,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda... [default: cuda if available]")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Scene classification accuracy (overall and per scene) of rs-scene on a captions.jsonl split."""
+    from rsgen.data.captions import read_caption_records
+    from rsgen.metrics.retrieval import evaluate_scene_classifier
+    from rsgen.models.scene_classifier import SceneClassifier
+    from rsgen.pipelines.super_resolution import resolve_device
+
+    folder = data or default_data("rsicd_aid150")
+    read_caption_records(folder, split)  # bad data fails before a model loads
+    classifier = SceneClassifier.from_pretrained(model).to(resolve_device(device))
+    result = evaluate_scene_classifier(classifier, folder, split, batch_size, progress=not (quiet or as_json))
+    if as_json:
+        emit_json({**result, "data": str(folder)})
+        return
+    typer.echo(f"{result['model']} on {folder} ({split}, {result['n_images']} images)")
+    typer.echo(f"  accuracy {result['accuracy']:.3f}")
+    worst = sorted(result["per_scene"].items(), key=lambda item: item[1])[:5]
+    typer.echo("  weakest scenes: " + ", ".join(f"{scene} {acc:.2f}" for scene, acc in worst))
 
 
 @app.command("train")

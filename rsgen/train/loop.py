@@ -91,7 +91,7 @@ def _train(
             "threads": torch.get_num_threads(),
         }
     )
-    best = _best_gain(run_dir / "best" / "config.json")
+    best = _best_score(run_dir / "best" / "config.json", task.selection_metric)
     bar = tqdm(
         total=end,
         initial=start,
@@ -178,9 +178,9 @@ def _validate(
         metrics = task.evaluate()
         if metrics:
             log.write({"step": step, "event": "eval", **metrics})
-            gain = metrics.get("val_gain_db", float("-inf"))
-            if gain > best:
-                best = gain
+            score = metrics.get(task.selection_metric, float("-inf"))
+            if score > best:
+                best = score
                 task.export(run_dir / "best", {"training": {"step": step, **metrics}})
     ctx.barrier()
     return best
@@ -193,10 +193,10 @@ def _save_checkpoint(task: TrainTask, ctx: DistContext, path: Path, step: int) -
     ctx.barrier()
 
 
-def _best_gain(config_path: Path) -> float:
+def _best_score(config_path: Path, metric: str) -> float:
     if not config_path.exists():
         return float("-inf")
-    return float(json.loads(config_path.read_text()).get("training", {}).get("val_gain_db", float("-inf")))
+    return float(json.loads(config_path.read_text()).get("training", {}).get(metric, float("-inf")))
 
 
 class _Logger:

@@ -15,6 +15,8 @@ from rsgen.train.distributed import DistContext
 
 class TrainTask(Protocol):
     total_steps: int
+    #: The key of :meth:`evaluate`'s output that picks the ``best/`` export (higher is better).
+    selection_metric: str
 
     def train_step(self, step: int) -> dict[str, float]: ...
 
@@ -36,4 +38,12 @@ def build_task(config: dict[str, Any], ctx: DistContext) -> TrainTask:
         from rsgen.train.tasks.super_resolution import SuperResolutionTask
 
         return SuperResolutionTask(config, ctx)
+    if name == "rs_clip":
+        from rsgen.train.tasks.rs_clip import RSCLIPTask
+
+        return RSCLIPTask(config, ctx)
+    if name == "scene_classifier":
+        from rsgen.train.tasks.scene_classifier import SceneClassifierTask
+
+        return SceneClassifierTask(config, ctx)
     raise ValueError(f"unknown training task {name!r}")

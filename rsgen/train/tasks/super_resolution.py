@@ -35,6 +35,8 @@ from rsgen.train.schedules import set_lr, step_decay
 class SuperResolutionTask:
     """Owns the generator, discriminator, optimizers and data of a DEGAN training run."""
 
+    selection_metric = "val_gain_db"
+
     def __init__(self, config: dict[str, Any], ctx: DistContext) -> None:
         self.config, self.ctx = config, ctx
         train, data, loss = config["train"], config["data"], config["loss"]

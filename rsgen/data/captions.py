@@ -1,0 +1,134 @@
+"""Image–caption datasets in the ``captions.jsonl`` layout of ``rsicd_aid150``.
+
+One JSON object per line: ``{"file", "scene", "split", "captions": [...]}`` with the images
+in ``images/`` beside the file. RSICD pads every image to five captions by repeating some:
+:func:`unique_captions` de-duplicates them (case and spacing folded) wherever counting
+them twice would bias a number (retrieval queries, training targets).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from rsgen.errors import RsgenError
+
+CAPTIONS_FILE = "captions.jsonl"
+IMAGES_DIR = "images"
+
+# RSICD writes AID scene names as one word; prompts need the words.
+SCENE_WORDS = {
+    "bareland": "bare land",
+    "baseballfield": "baseball field",
+    "denseresidential": "dense residential area",
+    "mediumresidential": "medium residential area",
+    "sparseresidential": "sparse residential area",
+    "railwaystation": "railway station",
+    "storagetanks": "storage tanks",
+    "center": "city center",
+    "commercial": "commercial area",
+    "industrial": "industrial area",
+    "parking": "parking lot",
+}
+ZERO_SHOT_TEMPLATE = "an aerial image of a {scene}"
+
+
+@dataclass(frozen=True)
+class CaptionRecord:
+    """One image with its captions and scene label."""
+
+    path: Path
+    scene: str
+    split: str
+    captions: tuple[str, ...]
+
+
+def scene_phrase(scene: str) -> str:
+    """``denseresidential`` → ``dense residential area``."""
+    return SCENE_WORDS.get(scene, scene)
+
+
+def zero_shot_prompt(scene: str, template: str = ZERO_SHOT_TEMPLATE) -> str:
+    """The zero-shot classification prompt of a scene."""
+    return template.format(scene=scene_phrase(scene))
+
+
+def normalize_caption(text: str) -> str:
+    """Lower-case, single-spaced, no space before punctuation, no final full stop: the key for
+    de-duplication."""
+    text = re.sub(r"\s+", " ", text.strip().lower())
+    return re.sub(r"\s+([.,!?;:])", r"\1", text).rstrip(" .")
+
+
+def unique_captions(captions: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """Captions with repeats (up to case and spacing) removed, first occurrence kept."""
+    seen: dict[str, str] = {}
+    for caption in captions:
+        seen.setdefault(normalize_caption(caption), caption.strip())
+    return tuple(seen.values())
+
+
+def read_caption_records(data_dir: str | Path, split: str | None = None) -> list[CaptionRecord]:
+    """Records of ``data_dir/captions.jsonl`` (all, or one ``split``), in file order."""
+    data_dir = Path(data_dir)
+    path = data_dir / CAPTIONS_FILE
+    if not path.is_file():
+        raise RsgenError(f"no {CAPTIONS_FILE} in this folder (expected the rsicd_aid150 layout)", data_dir)
+    records = []
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            record = _parse_record(line, data_dir, path, number)
+            if split is None or record.split == split:
+                records.append(record)
+    if not records:
+        raise RsgenError(f"no records with split {split!r}" if split else "no records", path)
+    return records
+
+
+def _parse_record(line: str, data_dir: Path, path: Path, number: int) -> CaptionRecord:
+    try:
+        item = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise RsgenError(f"line {number}: not valid JSON ({exc.msg})", path) from exc
+    if not isinstance(item, dict):
+        raise RsgenError(f"line {number}: expected a JSON object", path)
+    captions = item.get("captions")
+    if not isinstance(item.get("file"), str) or not isinstance(captions, list) or not captions:
+        raise RsgenError(f"line {number}: needs 'file' and a non-empty 'captions' list", path)
+    if not all(isinstance(c, str) and c.strip() for c in captions):
+        raise RsgenError(f"line {number}: captions must be non-empty strings", path)
+    image = data_dir / IMAGES_DIR / item["file"]
+    if not image.is_file():
+        image = data_dir / item["file"]
+    if not image.is_file():
+        raise RsgenError(f"line {number}: image {item['file']!r} not found", path)
+    return CaptionRecord(
+        path=image,
+        scene=str(item.get("scene", "")),
+        split=str(item.get("split", "")),
+        captions=tuple(captions),
+    )
+
+
+def holdout_split(
+    records: list[CaptionRecord], fraction: float, seed: int = 0
+) -> tuple[list[CaptionRecord], list[CaptionRecord]]:
+    """Split records into (train, val) with ``fraction`` of every scene held out, reproducibly."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    by_scene: dict[str, list[int]] = {}
+    for index, record in enumerate(records):
+        by_scene.setdefault(record.scene, []).append(index)
+    held: set[int] = set()
+    for scene in sorted(by_scene):
+        indices = by_scene[scene]
+        count = int(round(len(indices) * fraction))
+        held.update(rng.choice(indices, size=count, replace=False).tolist())
+    train = [r for i, r in enumerate(records) if i not in held]
+    val = [r for i, r in enumerate(records) if i in held]
+    return train, val
