@@ -284,3 +284,33 @@ def test_shipped_rs_clip_zero_shot_on_real_images() -> None:
     accuracy = zero_shot_accuracy(image_emb, class_emb, labels)
     assert accuracy >= 0.7, accuracy
     assert math.isclose(float(image_emb.norm(dim=1).mean()), 1.0, rel_tol=1e-4)
+
+
+def test_shipped_rs_scene_classifies_real_test_images(tmp_path: Path) -> None:
+    data = needs_shared("rsicd_aid150")
+    from rsgen.metrics.retrieval import evaluate_scene_classifier
+    from rsgen.models.scene_classifier import SceneClassifier
+
+    classifier = SceneClassifier.from_pretrained("rs-scene")
+    assert len(classifier.classes) == 30 and classifier.name == "rs-scene"
+    records = read_caption_records(data, "test")[::20]
+    subset = subset_caption_folder(records, tmp_path)
+    result = evaluate_scene_classifier(classifier, subset, "test", progress=False)
+    assert result["accuracy"] >= 0.8, result
+
+
+def subset_caption_folder(records: list, folder: Path) -> Path:
+    """A caption folder holding only ``records``, images linked, not copied."""
+    (folder / "images").mkdir()
+    lines = []
+    for record in records:
+        (folder / "images" / record.path.name).symlink_to(record.path)
+        item = {
+            "file": record.path.name,
+            "scene": record.scene,
+            "split": "test",
+            "captions": list(record.captions),
+        }
+        lines.append(json.dumps(item))
+    (folder / "captions.jsonl").write_text("\n".join(lines) + "\n")
+    return folder

@@ -396,7 +396,7 @@ def curves_command(
     run: Annotated[Path, typer.Argument(help="Run folder or log.jsonl.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="PNG file to write.")] = Path("curves.png"),
 ) -> None:
-    """Plot the losses and validation PSNR of a training run."""
+    """Plot the losses and validation numbers of a training run."""
     from rsgen.train.curves import plot_curves
 
     typer.echo(str(plot_curves(run, output, title=str(run))))

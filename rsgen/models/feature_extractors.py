@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from rsgen.errors import RsgenError
+from rsgen.models.frozen_base import FrozenModule
 
 # Output of these EfficientNet-Lite0 blocks (strides 4, 8 and 16: low-, mid- and high-level).
 EFFICIENTNET_LITE0_LAYERS = (2, 4, 10)
@@ -44,21 +45,8 @@ VGG19_LAYOUT = [
 VGG19_LAYERS = (34,)
 
 
-class FeatureExtractor(nn.Module):
+class FeatureExtractor(FrozenModule):
     """A frozen network returning a list of feature maps for images in [-1, 1]."""
-
-    def __init__(self) -> None:
-        super().__init__()
-
-    def freeze(self) -> FeatureExtractor:
-        self.eval()
-        for p in self.parameters():
-            p.requires_grad_(False)
-        return self
-
-    def train(self, mode: bool = True) -> FeatureExtractor:
-        # Always eval: BatchNorm statistics of a frozen network must not move.
-        return super().train(False)
 
 
 class EfficientNetLite0Features(FeatureExtractor):

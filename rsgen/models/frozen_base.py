@@ -24,6 +24,21 @@ from rsgen.errors import RsgenError
 from rsgen.hub import resolve_model_path
 
 
+class FrozenModule(nn.Module):
+    """A network used as a fixed function (feature extractors, metric networks): after
+    :meth:`freeze` its weights get no gradients (inputs still can), and it never leaves eval
+    mode, so BatchNorm statistics cannot move."""
+
+    def freeze(self) -> Self:
+        """Eval mode, no gradients to the weights."""
+        self.eval()
+        self.requires_grad_(False)
+        return self
+
+    def train(self, mode: bool = True) -> Self:
+        return super().train(False)
+
+
 class FrozenBackboneModel(nn.Module):
     """Mixin for models whose config dataclass is ``config_class`` and whose trained part is
     :meth:`trainable_state_dict`."""

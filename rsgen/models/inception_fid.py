@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rsgen.errors import RsgenError
+from rsgen.models.frozen_base import FrozenModule
 
 FID_WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth"
 INPUT_SIZE = 299
@@ -169,7 +170,7 @@ class FIDInceptionE(nn.Module):
         return torch.cat([self.branch1x1(x), b3, b3dbl, self.branch_pool(pooled)], 1)
 
 
-class InceptionV3FID(nn.Module):
+class InceptionV3FID(FrozenModule):
     """The FID Inception-v3 (pytorch-fid weights layout), frozen once loaded.
 
     Inputs are float images in [-1, 1], shape (B, 3, H, W), any H and W: they are resized to
@@ -212,17 +213,6 @@ class InceptionV3FID(nn.Module):
         net = cls()
         net.load_state_dict(_checked_state(net, _read_state(path), path), strict=True)
         return net.freeze()
-
-    def freeze(self) -> InceptionV3FID:
-        """Switch to eval mode and stop gradients to the weights (inputs can still get gradients)."""
-        self.eval()
-        for p in self.parameters():
-            p.requires_grad_(False)
-        return self
-
-    def train(self, mode: bool = True) -> InceptionV3FID:
-        """Always eval: the BatchNorm statistics of the reference network must not move."""
-        return super().train(False)
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 2048) pool3 features (non-negative) of images in [-1, 1]."""

@@ -1,4 +1,4 @@
-"""Plot a training log (``log.jsonl``): losses and validation PSNR gain over steps."""
+"""Plot a training log (``log.jsonl``): losses and validation numbers over steps."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ from pathlib import Path
 
 from rsgen.errors import RsgenError
 
-LOSS_KEYS = ("content", "perceptual", "adversarial", "d_loss")
+LOSS_KEYS = ("loss", "content", "perceptual", "adversarial", "d_loss")
+# Validation numbers plotted for runs without a PSNR (retrieval, classification), all in [0, 1].
+FRACTION_KEYS = ("val_t2i_r10", "val_i2t_r10", "val_mean_recall", "val_zeroshot_acc", "val_acc")
 
 
 def read_log(path: str | Path) -> list[dict]:
@@ -41,7 +43,8 @@ def moving_average(values: list[float] | tuple[float, ...], window: int) -> list
 
 
 def plot_curves(log_path: str | Path, out_png: str | Path, title: str | None = None) -> Path:
-    """Write a two-panel PNG: training losses (log scale) and validation PSNR vs bicubic."""
+    """Write a two-panel PNG: training losses (log scale) and validation numbers (PSNR vs
+    bicubic for super-resolution; recalls / accuracies for RS-CLIP and rs-scene)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -59,12 +62,20 @@ def plot_curves(log_path: str | Path, out_png: str | Path, title: str | None = N
             ax_loss.plot(x, moving_average(y, 15), color=raw.get_color(), label=f"{key} (mean of 15 logs)")
     ax_loss.set(xlabel="step", ylabel="loss", yscale="log", title="training losses")
     ax_loss.legend()
-    if evals:
+    if evals and "val_psnr" in evals[0]:
         x = [r["step"] for r in evals]
         ax_psnr.plot(x, [r["val_psnr"] for r in evals], marker="o", label="model")
         ax_psnr.plot(x, [r["val_psnr_bicubic"] for r in evals], linestyle="--", label="bicubic")
         ax_psnr.legend()
-    ax_psnr.set(xlabel="step", ylabel="PSNR (dB, RGB)", title="validation PSNR")
+        ax_psnr.set(xlabel="step", ylabel="PSNR (dB, RGB)", title="validation PSNR")
+    elif evals:
+        for key in FRACTION_KEYS:
+            points = [(r["step"], r[key]) for r in evals if key in r]
+            if points:
+                x, y = zip(*points, strict=True)
+                ax_psnr.plot(x, y, marker="o", label=key.removeprefix("val_"))
+        ax_psnr.legend()
+        ax_psnr.set(xlabel="step", ylabel="fraction", title="validation (held-out training images)")
     if title:
         fig.suptitle(title)
     fig.tight_layout()
