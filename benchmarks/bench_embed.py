@@ -21,11 +21,9 @@ median of ``--repeats`` runs after ``--warmup`` untimed runs; peak RSS is the pr
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import platform
-import re
 import resource
 import shlex
 import statistics
@@ -43,6 +41,9 @@ import torch  # noqa: E402
 
 from rsgen.metrics.features import build_metric_extractor  # noqa: E402
 from rsgen.metrics.generative import extract_features, image_paths  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_sr import cpu_model  # noqa: E402
 
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "rsicd_aid150" / "images"
 CAPTIONS = (
@@ -73,14 +74,6 @@ def log(message: str) -> None:
 def peak_rss_mib() -> float:
     """Peak resident set of this process so far (``ru_maxrss`` is in KiB on Linux)."""
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-
-
-def cpu_model() -> str:
-    with contextlib.suppress(OSError):
-        match = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.M)
-        if match:
-            return match.group(1).strip()
-    return platform.processor() or platform.machine()
 
 
 def machine_info() -> dict[str, Any]:

@@ -67,15 +67,11 @@ def _print_table(title: str, rows: list[tuple[str, str]], caption: str) -> None:
     Console().print(table)
 
 
-def _check_device(device: str) -> str:
-    """``device`` if torch knows it, else a one-line error naming ``--device``."""
-    import torch
+def _check_device(device: str | None) -> Any:
+    """The torch device for ``--device`` (CUDA when available if not given); one-line error if unusable."""
+    from rsgen.pipelines.super_resolution import resolve_device
 
-    try:
-        torch.device(device)
-    except RuntimeError as exc:
-        raise RsgenError(f"--device: unknown device {device!r} (use cpu, cuda, cuda:1...)") from exc
-    return device
+    return resolve_device(device)
 
 
 def _fmt(value: float | None, digits: int = 4) -> str:
@@ -106,14 +102,14 @@ def eval_fid_command(
     is_splits: Annotated[int, typer.Option(min=1, help="IS: splits (at most half the images).")] = 10,
     seed: Annotated[int, typer.Option(help="Seed of the KID subsets and IS splits.")] = 0,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 32,
-    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1...")] = "cpu",
+    device: Annotated[str | None, typer.Option(help="cpu, cuda... [default: cuda if available]")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     from rsgen.metrics.features import build_metric_extractor, validate_extractor_request
     from rsgen.metrics.generative import evaluate_generative, image_paths
 
-    _check_device(device)
+    device = _check_device(device)
     validate_extractor_request(features, weights)
     real, fake = image_paths(real_dir), image_paths(fake_dir)  # fail fast on bad folders
     extractor = build_metric_extractor(features, weights)
@@ -159,13 +155,13 @@ def eval_clip_command(
         str, typer.Option(help="Image-text model: built-in name (rs-clip) or local CLIP weight file.")
     ] = "rs-clip",
     batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 32,
-    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1...")] = "cpu",
+    device: Annotated[str | None, typer.Option(help="cpu, cuda... [default: cuda if available]")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     from rsgen.metrics.generative import clip_score, read_captions
 
-    _check_device(device)
+    device = _check_device(device)
     if not image_dir.is_dir():
         raise RsgenError("image folder not found", image_dir)
     pairs = read_captions(captions, image_dir)  # fail fast on a bad caption file
