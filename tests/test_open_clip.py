@@ -421,3 +421,15 @@ def test_bad_weight_files_name_the_file(tmp_path, name):
     with pytest.raises(RsgenError, match=pattern) as info:
         load_image_text_model(path)
     assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_open_clip_hub_folder_loads_by_folder_name(weights, state) -> None:
+    from safetensors.torch import save_file
+
+    save_file(
+        {k: v.contiguous() for k, v in state.items()}, str(weights.parent / "open_clip_model.safetensors")
+    )
+    weights.unlink()
+    model = load_image_text_model(weights.parent)
+    assert model.name == "open_clip:clip"
+    assert model.encode_text(["a river"]).shape[0] == 1

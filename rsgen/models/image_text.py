@@ -22,6 +22,8 @@ from torch import nn
 from rsgen.errors import RsgenError
 
 DEFAULT_IMAGE_TEXT_MODEL = "rs-clip"
+# Weight files of an open_clip Hugging Face hub folder (with open_clip_config.json beside them).
+OPEN_CLIP_HUB_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
 
 
 class ImageTextModel(nn.Module):
@@ -81,13 +83,14 @@ def resize_center_crop(images: torch.Tensor, size: int) -> torch.Tensor:
 def load_image_text_model(
     name_or_path: str | Path = DEFAULT_IMAGE_TEXT_MODEL, device: str | torch.device = "cpu"
 ) -> ImageTextModel:
-    """A shipped model name (``rs-clip``), an rsgen model folder, or a local open_clip /
-    OpenAI-CLIP weight file (``.pt``, ``.pth``, ``.bin``, ``.safetensors``)."""
+    """A shipped model name (``rs-clip``), an rsgen model folder, a local open_clip / OpenAI-CLIP
+    weight file (``.pt``, ``.pth``, ``.bin``, ``.safetensors``) or an open_clip hub folder."""
     path = Path(name_or_path)
-    if path.is_file():
+    hub_files = [path / name for name in OPEN_CLIP_HUB_FILES if (path / name).is_file()]
+    if path.is_file() or hub_files:
         from rsgen.models.open_clip import OpenCLIPModel
 
-        model: ImageTextModel = OpenCLIPModel.from_file(path)
+        model: ImageTextModel = OpenCLIPModel.from_file(path if path.is_file() else hub_files[0])
     elif path.exists() and not path.is_dir():
         raise RsgenError("not a regular file", path)
     else:
