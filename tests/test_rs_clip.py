@@ -314,3 +314,20 @@ def subset_caption_folder(records: list, folder: Path) -> Path:
         lines.append(json.dumps(item))
     (folder / "captions.jsonl").write_text("\n".join(lines) + "\n")
     return folder
+
+
+def test_shipped_rs_clip_scores_own_captions_above_shuffled() -> None:
+    """CLIP score with rs-clip: real test images against their own captions vs a derangement."""
+    data = needs_shared("rsicd_aid150")
+    from rsgen.metrics.generative import clip_score
+    from rsgen.models.image_text import load_image_text_model
+
+    records = read_caption_records(data, "test")[::25]
+    paths = [r.path for r in records]
+    own = [list(unique_captions(r.captions)) for r in records]
+    shifted = own[1:] + own[:1]  # each image gets the captions of an image of another scene
+    model = load_image_text_model("rs-clip")
+    matched = clip_score(paths, own, model, progress=False)
+    mismatched = clip_score(paths, shifted, model, progress=False)
+    assert matched.label == "CLIPScore[rs-clip]" and matched.n == len(records)
+    assert matched.score > mismatched.score + 10, (matched.score, mismatched.score)
