@@ -99,7 +99,6 @@ def _cache_file(paths: Sequence[Path], view: int, seed: int) -> Path:
     return cache_root() / "features" / f"effnet-lite0-b{CACHE_BLOCK}-{digest}-view{view}.safetensors"
 
 
-@torch.no_grad()
 def cached_feature_maps(
     paths: Sequence[Path],
     views: int,
@@ -110,26 +109,33 @@ def cached_feature_maps(
 ) -> torch.Tensor:
     """Block-``CACHE_BLOCK`` feature maps ``(views, N, C, 7, 7)`` fp16 of ``views`` views of every
     image, computed on first use and read from the cache afterwards."""
+    return torch.stack([cached_view(paths, v, seed, batch_size, device, progress) for v in range(views)])
+
+
+@torch.no_grad()
+def cached_view(
+    paths: Sequence[Path],
+    view: int,
+    seed: int = 0,
+    batch_size: int = 32,
+    device: torch.device | str = "cpu",
+    progress: bool = True,
+) -> torch.Tensor:
+    """Block-``CACHE_BLOCK`` feature maps ``(N, C, 7, 7)`` fp16 of one view of every image."""
     from rsgen.models.efficientnet_lite0 import IMAGE_SIZE, EfficientNetLite0Trunk
 
-    trunk = None
-    per_view = []
-    for view in range(views):
-        path = _cache_file(paths, view, seed)
-        if path.is_file():
-            per_view.append(load_file(str(path))["features"])
-            continue
-        if trunk is None:
-            trunk = EfficientNetLite0Trunk(tuned_blocks=16 - CACHE_BLOCK).to(device)
-        chunks = []
-        starts = range(0, len(paths), batch_size)
-        for start in tqdm(starts, desc=f"features view {view}", disable=not progress, leave=False):
-            images = view_batch(paths[start : start + batch_size], view, seed, IMAGE_SIZE).to(device)
-            chunks.append(trunk.frozen_features(images).to("cpu", torch.float16))
-        features = torch.cat(chunks)
-        _save_atomic(path, features)
-        per_view.append(features)
-    return torch.stack(per_view)
+    path = _cache_file(paths, view, seed)
+    if path.is_file():
+        return load_file(str(path))["features"]
+    trunk = EfficientNetLite0Trunk(tuned_blocks=16 - CACHE_BLOCK).to(device)
+    chunks = []
+    starts = range(0, len(paths), batch_size)
+    for start in tqdm(starts, desc=f"features view {view}", disable=not progress, leave=False):
+        images = view_batch(paths[start : start + batch_size], view, seed, IMAGE_SIZE).to(device)
+        chunks.append(trunk.frozen_features(images).to("cpu", torch.float16))
+    features = torch.cat(chunks)
+    _save_atomic(path, features)
+    return features
 
 
 @torch.no_grad()
@@ -151,7 +157,7 @@ def derived_features(
         if path.is_file():
             per_view.append(load_file(str(path))["features"])
             continue
-        maps = cached_feature_maps(paths, view + 1, seed, progress=progress)[view]
+        maps = cached_view(paths, view, seed, progress=progress)
         parts = [transform(part.float()).to("cpu", torch.float16) for part in maps.split(chunk)]
         features = torch.cat(parts)
         _save_atomic(path, features)
