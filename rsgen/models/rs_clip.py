@@ -78,11 +78,6 @@ class RSCLIP(FrozenBackboneModel, ImageTextModel):
     def text_features(self, texts: Sequence[str]) -> torch.Tensor:
         return self.text_head(self.text_tower(texts))
 
-    def image_features_from_map(self, feature_map: torch.Tensor, block: int) -> torch.Tensor:
-        """Image embeddings from a cached feature map at the input of MBConv block ``block``."""
-        frozen = self.image_tower.frozen_features_from_block(feature_map, block)
-        return self.image_head(self.image_tower.tuned_features(frozen))
-
     def clamped_logit_scale(self) -> torch.Tensor:
         """``exp(logit_scale)`` capped at 100, as in CLIP."""
         return self.logit_scale.clamp(max=MAX_LOGIT_SCALE).exp()
