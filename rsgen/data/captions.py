@@ -89,13 +89,19 @@ def read_caption_records(data_dir: str | Path, split: str | None = None) -> list
     return records
 
 
-def _parse_record(line: str, data_dir: Path, path: Path, number: int) -> CaptionRecord:
+def parse_jsonl_object(line: str, number: int, path: Path) -> dict:
+    """One line of a JSONL file as a dict; anything else is a one-line error with the line number."""
     try:
         item = json.loads(line)
     except json.JSONDecodeError as exc:
-        raise RsgenError(f"line {number}: not valid JSON ({exc.msg})", path) from exc
+        raise RsgenError(f"line {number}: not valid JSON ({exc.msg}, column {exc.colno})", path) from exc
     if not isinstance(item, dict):
-        raise RsgenError(f"line {number}: expected a JSON object", path)
+        raise RsgenError(f"line {number}: expected a JSON object, got {type(item).__name__}", path)
+    return item
+
+
+def _parse_record(line: str, data_dir: Path, path: Path, number: int) -> CaptionRecord:
+    item = parse_jsonl_object(line, number, path)
     captions = item.get("captions")
     if not isinstance(item.get("file"), str) or not isinstance(captions, list) or not captions:
         raise RsgenError(f"line {number}: needs 'file' and a non-empty 'captions' list", path)

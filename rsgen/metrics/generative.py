@@ -65,6 +65,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from rsgen.data.captions import parse_jsonl_object
 from rsgen.errors import RsgenError
 from rsgen.metrics.features import (
     DEFAULT_METRIC_EXTRACTOR,
@@ -719,13 +720,7 @@ def _jsonl_captions(lines: list[str], path: Path, folder: Path) -> list[Captione
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise RsgenError(f"line {number}: not valid JSON ({exc.msg}, column {exc.colno})", path) from exc
-        if not isinstance(record, dict):
-            raise RsgenError(f"line {number}: expected a JSON object, got {type(record).__name__}", path)
-        entries.append(_jsonl_entry(record, number, path, folder))
+        entries.append(_jsonl_entry(parse_jsonl_object(line, number, path), number, path, folder))
     return entries
 
 

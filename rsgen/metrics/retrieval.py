@@ -11,7 +11,7 @@ the classes being the scenes present in the caption file.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -116,19 +116,23 @@ def scene_labels(records: Sequence[CaptionRecord]) -> tuple[list[str], torch.Ten
     return scenes, torch.tensor([index[r.scene] for r in records])
 
 
+def image_batches(
+    paths: Sequence[Path], size: int, batch_size: int, progress: bool
+) -> Iterator[torch.Tensor]:
+    """Image files as ``(B, 3, size, size)`` tensors in [-1, 1], ``batch_size`` at a time."""
+    starts = range(0, len(paths), batch_size)
+    for start in tqdm(starts, desc="images", disable=not progress, leave=False):
+        batch = paths[start : start + batch_size]
+        yield torch.stack([image_to_tensor(read_rgb_uint8(p), size) for p in batch])
+
+
 @torch.no_grad()
 def embed_images(
     model: ImageTextModel, paths: Sequence[Path], batch_size: int = 32, progress: bool = True
 ) -> torch.Tensor:
     """Normalised embeddings of image files, read and encoded in batches."""
-    chunks = []
-    starts = range(0, len(paths), batch_size)
-    for start in tqdm(starts, desc="images", disable=not progress, leave=False):
-        batch = torch.stack(
-            [image_to_tensor(read_rgb_uint8(p), model.image_size) for p in paths[start : start + batch_size]]
-        )
-        chunks.append(model.encode_image(batch.to(model.device)).float().cpu())
-    return torch.cat(chunks)
+    batches = image_batches(paths, model.image_size, batch_size, progress)
+    return torch.cat([model.encode_image(batch.to(model.device)).float().cpu() for batch in batches])
 
 
 @torch.no_grad()
@@ -184,10 +188,7 @@ def evaluate_scene_classifier(
         raise RsgenError(f"scenes the classifier does not know: {', '.join(unknown)}", data_dir)
     device = next(classifier.parameters()).device
     predictions = []
-    starts = range(0, len(records), batch_size)
-    for start in tqdm(starts, desc="images", disable=not progress, leave=False):
-        batch = records[start : start + batch_size]
-        images = torch.stack([image_to_tensor(read_rgb_uint8(r.path), classifier.image_size) for r in batch])
+    for images in image_batches([r.path for r in records], classifier.image_size, batch_size, progress):
         predictions += classifier(images.to(device)).argmax(dim=1).tolist()
     correct: dict[str, list[bool]] = {}
     for record, predicted in zip(records, predictions, strict=True):
