@@ -4,6 +4,7 @@ import signal
 import socket
 import subprocess
 import sys
+import warnings
 
 import pytest
 from safetensors.torch import load_file
@@ -67,8 +68,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_torchrun_two_processes_agree_on_weights(image_folder, tmp_path):
-    run = tmp_path / "ddp"
+def rank_failure_report(log_dir, run, stderr: str) -> str:
+    """What each rank printed, and how far training got: enough to diagnose a CI-only failure."""
+    parts = [f"torchrun: {stderr[-1200:]}"]
+    for path in sorted(log_dir.rglob("*.log")):
+        parts.append(f"{path.relative_to(log_dir)}: {path.read_text(errors='replace')[-1500:]}")
+    log = run / "log.jsonl"
+    last = log.read_text().splitlines()[-1] if log.exists() else "no log.jsonl"
+    parts.append(f"last log line: {last}")
+    return "\n".join(parts)
+
+
+def torchrun_tiny_training(image_folder, workdir) -> tuple[int, str]:
+    """Train the tiny SR model with two gloo ranks under torchrun; (exit code, failure report)."""
+    run = workdir / "ddp"
     cmd = [
         sys.executable,
         "-m",
@@ -76,6 +89,8 @@ def test_torchrun_two_processes_agree_on_weights(image_folder, tmp_path):
         "--nproc_per_node=2",
         "--master_addr=127.0.0.1",
         f"--master_port={free_port()}",
+        f"--log-dir={workdir / 'rank-logs'}",
+        "--redirects=3",
         "-m",
         "rsgen",
         "train",
@@ -110,8 +125,25 @@ def test_torchrun_two_processes_agree_on_weights(image_folder, tmp_path):
         os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate()
         pytest.fail("torchrun training did not finish in 240 s")
-    assert proc.returncode == 0, stderr[-2000:]
-    end = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()][-1]
+    if proc.returncode == 0:
+        return 0, ""
+    return proc.returncode, rank_failure_report(workdir / "rank-logs", run, stderr)
+
+
+def test_torchrun_two_processes_agree_on_weights(image_folder, tmp_path):
+    # One CI run (of many) lost rank 1 to SIGABRT with its output cut off; it never reproduced
+    # here in 60 runs under load. A crashed launch is retried once, with the first report kept
+    # as a warning; wrong results are never retried.
+    reports = []
+    for attempt in range(2):
+        workdir = tmp_path / f"attempt{attempt}"
+        code, report = torchrun_tiny_training(image_folder, workdir)
+        if code == 0:
+            break
+        reports.append(report)
+        warnings.warn(f"torchrun attempt {attempt} failed (exit {code}):\n{report}", stacklevel=1)
+    assert code == 0, "\n\n".join(reports)
+    end = [json.loads(line) for line in (workdir / "ddp" / "log.jsonl").read_text().splitlines()][-1]
     assert end["world_size"] == 2
     first, second = end["rank_checksums"]
     assert first == second
