@@ -284,6 +284,7 @@ def train_command(
 ) -> None:
     """Train a model. Works alone or under `torchrun --nproc_per_node=N`, with checkpoints and --resume."""
     from rsgen.config import apply_overrides, load_config, load_config_file
+    from rsgen.train.distributed import exit_torchrun_worker
     from rsgen.train.loop import run_training
 
     if threads:
@@ -307,6 +308,7 @@ def train_command(
         cfg, run_dir, resume=resume is not None, max_steps=max_steps, device=device, progress=not quiet
     )
     typer.echo(json.dumps(summary))
+    exit_torchrun_worker(0)
 
 
 @app.command("info")
