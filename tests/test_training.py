@@ -78,9 +78,8 @@ def rank_failure_report(log_dir, run, stderr: str) -> str:
     return "\n".join(parts)
 
 
-def torchrun_tiny_training(image_folder, workdir) -> tuple[int, str]:
-    """Train the tiny SR model with two gloo ranks under torchrun; (exit code, failure report)."""
-    run = workdir / "ddp"
+def test_torchrun_two_processes_agree_on_weights(image_folder, tmp_path):
+    run = tmp_path / "ddp"
     cmd = [
         sys.executable,
         "-m",
@@ -88,7 +87,7 @@ def torchrun_tiny_training(image_folder, workdir) -> tuple[int, str]:
         "--nproc_per_node=2",
         "--master_addr=127.0.0.1",
         f"--master_port={free_port()}",
-        f"--log-dir={workdir / 'rank-logs'}",
+        f"--log-dir={tmp_path / 'rank-logs'}",
         "--redirects=3",
         "-m",
         "rsgen",
@@ -124,15 +123,8 @@ def torchrun_tiny_training(image_folder, workdir) -> tuple[int, str]:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate()
         pytest.fail("torchrun training did not finish in 240 s")
-    if proc.returncode == 0:
-        return 0, ""
-    return proc.returncode, rank_failure_report(workdir / "rank-logs", run, stderr)
-
-
-def test_torchrun_two_processes_agree_on_weights(image_folder, tmp_path):
-    code, report = torchrun_tiny_training(image_folder, tmp_path)
-    assert code == 0, report
-    end = [json.loads(line) for line in (tmp_path / "ddp" / "log.jsonl").read_text().splitlines()][-1]
+    assert proc.returncode == 0, rank_failure_report(tmp_path / "rank-logs", run, stderr)
+    end = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()][-1]
     assert end["world_size"] == 2
     first, second = end["rank_checksums"]
     assert first == second
