@@ -1,14 +1,18 @@
-"""YAML configs: named built-ins under ``rsgen/configs``, ``inherit:`` chains and ``key=value`` overrides.
+"""Configs: the YAML files of training runs and the dataclasses of components.
 
-Ablations are small YAML files that inherit a base config and flip switches; the
-command line can flip the same switches with ``--set model.attention=none``.
+* YAML: named built-ins under ``rsgen/configs``, ``inherit:`` chains and ``key=value``
+  overrides. Ablations are small YAML files that inherit a base config and flip switches; the
+  command line can flip the same switches with ``--set model.attention=none``.
+* :class:`ComponentConfig`: the base of every component's config dataclass (networks,
+  noise schedulers), stored as JSON in a model folder's ``config.json``.
 """
 
 from __future__ import annotations
 
 import copy
+from dataclasses import asdict, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Self
 
 import yaml
 
@@ -113,3 +117,25 @@ def load_config(name_or_path: str | Path, overrides: list[str] | None = None) ->
     """Load a built-in or user config, with inheritance and overrides applied."""
     config = load_config_file(resolve_config_path(name_or_path))
     return apply_overrides(config, overrides or [])
+
+
+class ComponentConfig:
+    """Mixin for a component's config dataclass: strict :meth:`from_dict` and :meth:`to_dict`.
+
+    ``NAME`` is the registry key stored as ``name`` (e.g. ``degan_generator``), so a saved
+    folder says which class rebuilds it without unpickling anything.
+    """
+
+    NAME: ClassVar[str] = ""
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        """Build from a plain dict, rejecting unknown keys (typos in YAML fail loudly)."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known - {"name"})
+        if unknown:
+            raise ValueError(f"unknown {cls.NAME} option(s): {', '.join(unknown)}")
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.NAME, **asdict(self)}

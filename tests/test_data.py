@@ -4,7 +4,8 @@ import torch
 from PIL import Image
 
 from rsgen.data.degradation import bicubic_downscale, crop_to_multiple
-from rsgen.data.sr_dataset import SRPairSampler, pil_to_tensor, tensor_to_uint8
+from rsgen.data.images import image_to_tensor, tensor_to_image
+from rsgen.data.sr_dataset import SRPairSampler
 from rsgen.errors import RsgenError
 from tests.conftest import needs_shared
 
@@ -15,8 +16,8 @@ def test_pairs_are_bicubic_downscaled_crops(image_folder):
     assert lr.shape == (4, 3, 8, 8) and hr.shape == (4, 3, 16, 16)
     assert hr.min() >= -1 and hr.max() <= 1
     for i in range(4):
-        expected = bicubic_downscale(Image.fromarray(tensor_to_uint8(hr[i])), 2)
-        assert torch.allclose(lr[i], pil_to_tensor(expected))
+        expected = bicubic_downscale(Image.fromarray(tensor_to_image(hr[i])), 2)
+        assert torch.allclose(lr[i], image_to_tensor(expected))
 
 
 def test_batches_are_reproducible_per_step_and_differ_per_rank(image_folder):
@@ -30,7 +31,7 @@ def test_batches_are_reproducible_per_step_and_differ_per_rank(image_folder):
 
 def test_uint8_round_trip():
     array = np.random.default_rng(0).integers(0, 256, (5, 7, 3), dtype=np.uint8)
-    assert np.array_equal(tensor_to_uint8(pil_to_tensor(Image.fromarray(array))), array)
+    assert np.array_equal(tensor_to_image(image_to_tensor(Image.fromarray(array))), array)
 
 
 def test_dataset_errors(tmp_path, image_folder):

@@ -12,11 +12,12 @@ import rasterio
 from PIL import Image
 from rasterio.transform import Affine
 
+from rsgen.device import resolve_device
 from rsgen.errors import RsgenError
 from rsgen.io import read_raster_info
 from rsgen.pipelines import SuperResolver
 from rsgen.pipelines.demo import center_crop, comparison_strip
-from rsgen.pipelines.super_resolution import plan_folder, resolve_device
+from rsgen.pipelines.super_resolution import plan_folder
 from tests.conftest import textured_image
 
 pytestmark = pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")

@@ -269,14 +269,14 @@ def test_eval_retrieval_bad_input_is_one_line(tmp_path: Path, caption_folder: Pa
 def test_shipped_rs_clip_zero_shot_on_real_images() -> None:
     """The shipped model separates a few clearly different RSICD test scenes."""
     data = needs_shared("rsicd_aid150")
-    from rsgen.data.feature_cache import image_to_tensor
+    from rsgen.data.images import center_square, image_to_tensor
     from rsgen.io import read_rgb_uint8
     from rsgen.models.image_text import load_image_text_model
 
     model = load_image_text_model("rs-clip")
     scenes = ["beach", "farmland", "forest", "airport", "storagetanks", "viaduct"]
     records = [r for r in read_caption_records(data, "test") if r.scene in scenes][::3]
-    images = torch.stack([image_to_tensor(read_rgb_uint8(r.path), 224) for r in records])
+    images = torch.stack([image_to_tensor(center_square(read_rgb_uint8(r.path), 224)) for r in records])
     with torch.no_grad():
         image_emb = model.encode_image(images)
         class_emb = model.encode_text([zero_shot_prompt(s) for s in scenes])

@@ -59,7 +59,7 @@ def emit_json(data: Any) -> None:
 
 
 def default_data(*parts: str) -> Path:
-    from rsgen.data.sr_dataset import default_data_root
+    from rsgen.data.paths import default_data_root
 
     return default_data_root().joinpath(*parts)
 
@@ -205,9 +205,9 @@ def eval_retrieval_command(
 ) -> None:
     """Text->image and image->text Recall@1/5/10 and zero-shot scene accuracy (fractions in [0, 1])."""
     from rsgen.data.captions import read_caption_records
+    from rsgen.device import resolve_device
     from rsgen.metrics.retrieval import evaluate_retrieval
     from rsgen.models.image_text import load_image_text_model
-    from rsgen.pipelines.super_resolution import resolve_device
 
     folder = data or default_data("rsicd_aid150")
     read_caption_records(folder, split)  # bad data fails before a model loads
@@ -240,9 +240,9 @@ def eval_scene_command(
 ) -> None:
     """Scene classification accuracy (overall and per scene) of rs-scene on a captions.jsonl split."""
     from rsgen.data.captions import read_caption_records
+    from rsgen.device import resolve_device
     from rsgen.metrics.retrieval import evaluate_scene_classifier
     from rsgen.models.scene_classifier import SceneClassifier
-    from rsgen.pipelines.super_resolution import resolve_device
 
     folder = data or default_data("rsicd_aid150")
     read_caption_records(folder, split)  # bad data fails before a model loads

@@ -69,7 +69,7 @@ def _print_table(title: str, rows: list[tuple[str, str]], caption: str) -> None:
 
 def _check_device(device: str | None) -> Any:
     """The torch device for ``--device`` (CUDA when available if not given); one-line error if unusable."""
-    from rsgen.pipelines.super_resolution import resolve_device
+    from rsgen.device import resolve_device
 
     return resolve_device(device)
 

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+import torch
 
 from rsgen.errors import RsgenError
 
@@ -138,3 +141,20 @@ def holdout_split(
     train = [r for i, r in enumerate(records) if i not in held]
     val = [r for i, r in enumerate(records) if i in held]
     return train, val
+
+
+def caption_queries(records: Sequence[CaptionRecord]) -> tuple[list[str], torch.Tensor]:
+    """Distinct captions of every record and the index of the record each belongs to."""
+    texts, owners = [], []
+    for index, record in enumerate(records):
+        for caption in unique_captions(record.captions):
+            texts.append(caption)
+            owners.append(index)
+    return texts, torch.tensor(owners)
+
+
+def scene_labels(records: Sequence[CaptionRecord]) -> tuple[list[str], torch.Tensor]:
+    """Sorted scene names and each record's label index."""
+    scenes = sorted({r.scene for r in records})
+    index = {s: i for i, s in enumerate(scenes)}
+    return scenes, torch.tensor([index[r.scene] for r in records])

@@ -28,7 +28,7 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
-from rsgen.data.sr_dataset import pil_to_tensor
+from rsgen.data.images import center_square, image_to_tensor
 from rsgen.io import read_rgb_uint8
 
 CACHE_BLOCK = 12
@@ -41,18 +41,6 @@ JITTER = 0.1
 def cache_root() -> Path:
     """``$RSGEN_CACHE`` or ``~/.cache/rsgen``."""
     return Path(os.environ.get("RSGEN_CACHE", Path.home() / ".cache" / "rsgen"))
-
-
-def image_to_tensor(image: np.ndarray | Image.Image, size: int) -> torch.Tensor:
-    """A uint8 RGB image → ``(3, size, size)`` float in [-1, 1]: the short side resized to
-    ``size`` (bicubic) and the centre cropped, when it is not that size already."""
-    pil = image if isinstance(image, Image.Image) else Image.fromarray(image)
-    if pil.size != (size, size):
-        scale = size / min(pil.size)
-        width, height = max(size, round(pil.width * scale)), max(size, round(pil.height * scale))
-        left, top = (width - size) // 2, (height - size) // 2
-        pil = pil.resize((width, height), Image.BICUBIC).crop((left, top, left + size, top + size))
-    return pil_to_tensor(pil)
 
 
 def augmented_view(image: np.ndarray, size: int, rng: np.random.Generator) -> torch.Tensor:
@@ -69,7 +57,7 @@ def augmented_view(image: np.ndarray, size: int, rng: np.random.Generator) -> to
     if rng.random() < 0.5:
         crop = crop[:, ::-1]
     # Squashed to a square like torchvision's RandomResizedCrop (the aspect jitter is intended).
-    tensor = pil_to_tensor(Image.fromarray(np.ascontiguousarray(crop)).resize((size, size), Image.BICUBIC))
+    tensor = image_to_tensor(Image.fromarray(np.ascontiguousarray(crop)).resize((size, size), Image.BICUBIC))
     contrast = 1.0 + rng.uniform(-JITTER, JITTER)
     brightness = rng.uniform(-JITTER, JITTER)
     mean = tensor.mean()
@@ -83,7 +71,7 @@ def view_batch(paths: Sequence[Path], view: int, seed: int, size: int) -> torch.
     for path in paths:
         image = read_rgb_uint8(path)
         if view == 0:
-            tensors.append(image_to_tensor(image, size))
+            tensors.append(image_to_tensor(center_square(image, size)))
         else:
             key = int.from_bytes(hashlib.sha1(Path(path).name.encode()).digest()[:4], "little")
             tensors.append(augmented_view(image, size, np.random.default_rng([seed, view, key])))

@@ -7,7 +7,6 @@ and every DDP rank sees different ones, with no DataLoader state to checkpoint.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,36 +15,9 @@ import torch
 from PIL import Image
 
 from rsgen.data.degradation import bicubic_downscale
+from rsgen.data.images import image_to_tensor
 from rsgen.errors import RsgenError
 from rsgen.io import list_images, read_rgb_uint8
-
-
-def default_data_root() -> Path:
-    """``$RSGEN_DATA`` if set, else ``../shared/data`` next to the working directory or,
-    for a source checkout, next to the checkout."""
-    if "RSGEN_DATA" in os.environ:
-        return Path(os.environ["RSGEN_DATA"])
-    beside_cwd = Path("../shared/data")
-    beside_checkout = Path(__file__).resolve().parents[3] / "shared" / "data"
-    return beside_checkout if not beside_cwd.exists() and beside_checkout.exists() else beside_cwd
-
-
-def resolve_data_path(path: str | Path, root: str | Path | None) -> Path:
-    """Absolute paths as given; relative ones under the data root."""
-    path = Path(path)
-    return path if path.is_absolute() else Path(root or default_data_root()) / path
-
-
-def pil_to_tensor(image: Image.Image) -> torch.Tensor:
-    """uint8 RGB image -> float tensor (3, H, W) in [-1, 1]."""
-    array = np.asarray(image, dtype=np.float32)
-    return torch.from_numpy(array).permute(2, 0, 1) / 127.5 - 1.0
-
-
-def tensor_to_uint8(image: torch.Tensor) -> np.ndarray:
-    """(3, H, W) tensor in [-1, 1] -> uint8 array (H, W, 3), rounded."""
-    array = ((image.detach().float().clamp(-1, 1) + 1) * 127.5).round()
-    return array.byte().permute(1, 2, 0).cpu().numpy()
 
 
 class SRPairSampler:
@@ -89,4 +61,4 @@ class SRPairSampler:
             if rng.integers(2):
                 crop = crop[:, ::-1]
         hr = Image.fromarray(np.ascontiguousarray(crop))
-        return pil_to_tensor(bicubic_downscale(hr, self.scale)), pil_to_tensor(hr)
+        return image_to_tensor(bicubic_downscale(hr, self.scale)), image_to_tensor(hr)

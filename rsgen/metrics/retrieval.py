@@ -20,12 +20,12 @@ from tqdm import tqdm
 
 from rsgen.data.captions import (
     ZERO_SHOT_TEMPLATE,
-    CaptionRecord,
+    caption_queries,
     read_caption_records,
-    unique_captions,
+    scene_labels,
     zero_shot_prompt,
 )
-from rsgen.data.feature_cache import image_to_tensor
+from rsgen.data.images import center_square, image_to_tensor
 from rsgen.errors import RsgenError
 from rsgen.io import read_rgb_uint8
 from rsgen.models.image_text import ImageTextModel
@@ -99,23 +99,6 @@ def retrieval_scores(
     return scores
 
 
-def caption_queries(records: Sequence[CaptionRecord]) -> tuple[list[str], torch.Tensor]:
-    """Distinct captions of every record and the index of the record each belongs to."""
-    texts, owners = [], []
-    for index, record in enumerate(records):
-        for caption in unique_captions(record.captions):
-            texts.append(caption)
-            owners.append(index)
-    return texts, torch.tensor(owners)
-
-
-def scene_labels(records: Sequence[CaptionRecord]) -> tuple[list[str], torch.Tensor]:
-    """Sorted scene names and each record's label index."""
-    scenes = sorted({r.scene for r in records})
-    index = {s: i for i, s in enumerate(scenes)}
-    return scenes, torch.tensor([index[r.scene] for r in records])
-
-
 def image_batches(
     paths: Sequence[Path], size: int, batch_size: int, progress: bool
 ) -> Iterator[torch.Tensor]:
@@ -123,7 +106,7 @@ def image_batches(
     starts = range(0, len(paths), batch_size)
     for start in tqdm(starts, desc="images", disable=not progress, leave=False):
         batch = paths[start : start + batch_size]
-        yield torch.stack([image_to_tensor(read_rgb_uint8(p), size) for p in batch])
+        yield torch.stack([image_to_tensor(center_square(read_rgb_uint8(p), size)) for p in batch])
 
 
 @torch.no_grad()

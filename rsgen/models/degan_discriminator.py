@@ -8,15 +8,15 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from rsgen.models.configuration import ModelConfig
+from rsgen.config import ComponentConfig
 
 
 @dataclass
-class DiscriminatorConfig(ModelConfig):
+class DiscriminatorConfig(ComponentConfig):
     """``num_blocks`` conv blocks; channels start at ``base_channels`` and double every other
     block; strides alternate 1, 2 so the spatial size halves every other block."""
 
-    MODEL_NAME: ClassVar[str] = "degan_discriminator"
+    NAME: ClassVar[str] = "degan_discriminator"
 
     base_channels: int = 64
     num_blocks: int = 8

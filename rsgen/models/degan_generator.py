@@ -17,18 +17,18 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from rsgen.config import ComponentConfig
 from rsgen.models.blocks import ResidualBlock, build_attention, conv_relu_stack
-from rsgen.models.configuration import ModelConfig
 from rsgen.models.degan_unet import DiffusionUNet
 
 SUPPORTED_SCALES = (2, 4)
 
 
 @dataclass
-class DEGANConfig(ModelConfig):
+class DEGANConfig(ComponentConfig):
     """Hyper-parameters of the DEGAN generator. ``paper`` values are the defaults."""
 
-    MODEL_NAME: ClassVar[str] = "degan_generator"
+    NAME: ClassVar[str] = "degan_generator"
 
     scale: int = 4
     channels: int = 128

@@ -66,7 +66,7 @@ class FrozenBackboneModel(nn.Module):
         """A shipped model name or a folder written by :meth:`save_pretrained`."""
         directory = resolve_model_path(name_or_path)
         config = read_pretrained_config(directory)
-        expected = cls.config_class.MODEL_NAME
+        expected = cls.config_class.NAME
         if config["model"].get("name") != expected:
             raise RsgenError(
                 f"not a {expected} model (model name {config['model'].get('name')!r})", directory

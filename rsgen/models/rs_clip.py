@@ -18,7 +18,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from rsgen.models.configuration import ModelConfig
+from rsgen.config import ComponentConfig
 from rsgen.models.efficientnet_lite0 import FEATURE_DIM as IMAGE_FEATURE_DIM
 from rsgen.models.efficientnet_lite0 import IMAGE_SIZE, EfficientNetLite0Trunk
 from rsgen.models.frozen_base import FrozenBackboneModel
@@ -30,8 +30,8 @@ MAX_LOGIT_SCALE = math.log(100.0)
 
 
 @dataclass
-class RSCLIPConfig(ModelConfig):
-    MODEL_NAME: ClassVar[str] = "rs_clip"
+class RSCLIPConfig(ComponentConfig):
+    NAME: ClassVar[str] = "rs_clip"
 
     embed_dim: int = 512
     tuned_blocks: int = 0  # last EfficientNet-Lite0 MBConv blocks (+ head conv) that are trained

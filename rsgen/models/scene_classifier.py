@@ -15,15 +15,15 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from rsgen.models.configuration import ModelConfig
+from rsgen.config import ComponentConfig
 from rsgen.models.efficientnet_lite0 import FEATURE_DIM, IMAGE_SIZE, EfficientNetLite0Trunk
 from rsgen.models.frozen_base import FrozenBackboneModel
 from rsgen.models.image_text import resize_center_crop
 
 
 @dataclass
-class SceneClassifierConfig(ModelConfig):
-    MODEL_NAME: ClassVar[str] = "scene_classifier"
+class SceneClassifierConfig(ComponentConfig):
+    NAME: ClassVar[str] = "scene_classifier"
 
     classes: list[str] = field(default_factory=list)
     tuned_blocks: int = 4

@@ -20,7 +20,7 @@ from rasterio.crs import CRS
 from rasterio.transform import Affine
 
 from rsgen.data.degradation import bicubic_downscale, bicubic_upscale
-from rsgen.data.sr_dataset import default_data_root
+from rsgen.data.paths import default_data_root
 from rsgen.errors import RsgenError
 from rsgen.io import list_images, read_raster_info, read_rgb_uint8, write_rgb_uint8
 from rsgen.metrics import psnr

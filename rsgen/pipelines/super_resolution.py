@@ -19,11 +19,11 @@ import torch
 from PIL import Image
 
 from rsgen.checkpoint import CONFIG_NAME, load_pretrained, read_pretrained_config
+from rsgen.device import resolve_device
 from rsgen.errors import RsgenError
 from rsgen.hub import resolve_model_path
 from rsgen.io import RasterInfo, list_images, read_raster_info, upscale_array, upscale_raster
 from rsgen.models import DEGANConfig, DEGANGenerator
-from rsgen.train.distributed import pick_device
 
 DEFAULT_MODEL = "degan-x4"
 # Default HR tile side: 4096 bottleneck tokens. Measured on 2 CPU cores (degan-cpu, x4), a
@@ -158,22 +158,6 @@ class SuperResolver:
             if on_done is not None:
                 on_done(path, out, info)
         return written
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``device`` as a usable torch device (CUDA when available if None); RsgenError if unusable."""
-    try:
-        chosen = pick_device(str(device) if device is not None else None)
-    except RuntimeError as exc:
-        raise RsgenError(f"unknown device {str(device)!r} (use cpu, cuda, cuda:N or mps)") from exc
-    if chosen.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if (chosen.index or 0) >= count:
-            found = f"{count} CUDA device(s) found" if torch.cuda.is_available() else "CUDA is not available"
-            raise RsgenError(f"device {str(device)!r} cannot be used: {found}")
-    if chosen.type == "mps" and not torch.backends.mps.is_available():
-        raise RsgenError(f"device {str(device)!r} cannot be used: MPS is not available")
-    return chosen
 
 
 def plan_folder(

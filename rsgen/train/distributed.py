@@ -9,6 +9,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from rsgen.device import pick_device
+
 
 @dataclass
 class DistContext:
@@ -39,13 +41,6 @@ class DistContext:
         gathered = [torch.zeros_like(tensor) for _ in range(self.world_size)]
         dist.all_gather(gathered, tensor)
         return [t.tolist() for t in gathered]
-
-
-def pick_device(requested: str | None = None) -> torch.device:
-    """``requested`` if given, else CUDA when present, else CPU."""
-    if requested:
-        return torch.device(requested)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def init_distributed(device: str | None = None) -> DistContext:

@@ -18,7 +18,7 @@ from torch import nn
 from rsgen.checkpoint import optimizer_from_tensors, optimizer_to_tensors
 from rsgen.data.captions import holdout_split, read_caption_records
 from rsgen.data.feature_cache import CACHE_BLOCK, cached_feature_maps, derived_features
-from rsgen.data.sr_dataset import resolve_data_path
+from rsgen.data.paths import resolve_data_path
 from rsgen.errors import RsgenError
 from rsgen.models.efficientnet_lite0 import EfficientNetLite0Trunk
 from rsgen.train.distributed import DistContext

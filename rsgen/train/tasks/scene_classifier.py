@@ -11,7 +11,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from rsgen.metrics.retrieval import scene_labels
+from rsgen.data.captions import scene_labels
 from rsgen.models.scene_classifier import SceneClassifier, SceneClassifierConfig
 from rsgen.train.distributed import DistContext
 from rsgen.train.tasks.cached_images import CachedImageTask
@@ -20,7 +20,7 @@ from rsgen.train.tasks.cached_images import CachedImageTask
 class SceneClassifierTask(CachedImageTask):
     def __init__(self, config: dict[str, Any], ctx: DistContext) -> None:
         from rsgen.data.captions import read_caption_records
-        from rsgen.data.sr_dataset import resolve_data_path
+        from rsgen.data.paths import resolve_data_path
 
         data = config["data"]
         records = read_caption_records(

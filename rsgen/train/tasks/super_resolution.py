@@ -17,12 +17,9 @@ from torch.nn.parallel import DistributedDataParallel
 
 from rsgen.checkpoint import optimizer_from_tensors, optimizer_to_tensors, save_pretrained
 from rsgen.data.degradation import bicubic_downscale, bicubic_upscale, crop_to_multiple
-from rsgen.data.sr_dataset import (
-    SRPairSampler,
-    pil_to_tensor,
-    resolve_data_path,
-    tensor_to_uint8,
-)
+from rsgen.data.images import image_to_tensor, tensor_to_image
+from rsgen.data.paths import resolve_data_path
+from rsgen.data.sr_dataset import SRPairSampler
 from rsgen.io import list_images, read_rgb_uint8
 from rsgen.metrics import psnr
 from rsgen.models import DEGANConfig, DEGANDiscriminator, DEGANGenerator, DiscriminatorConfig
@@ -151,7 +148,7 @@ class SuperResolutionTask:
         for path in self.val_files:
             hr = crop_to_multiple(Image.fromarray(read_rgb_uint8(path)), scale)
             lr = bicubic_downscale(hr, scale)
-            sr = tensor_to_uint8(self.generator(pil_to_tensor(lr)[None].to(self.ctx.device))[0])
+            sr = tensor_to_image(self.generator(image_to_tensor(lr)[None].to(self.ctx.device))[0])
             hr_array = np.asarray(hr)
             model_psnr.append(psnr(sr, hr_array, crop_border=scale))
             bicubic_psnr.append(psnr(np.asarray(bicubic_upscale(lr, scale)), hr_array, crop_border=scale))
