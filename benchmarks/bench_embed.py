@@ -39,8 +39,9 @@ if str(REPO) not in sys.path:
 
 import torch  # noqa: E402
 
+from rsgen.data.image_batches import image_paths  # noqa: E402
+from rsgen.metrics.feature_sets import extract_features  # noqa: E402
 from rsgen.metrics.features import build_metric_extractor  # noqa: E402
-from rsgen.metrics.generative import extract_features, image_paths  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_sr import cpu_model  # noqa: E402
@@ -153,7 +154,7 @@ def load_model(name: str) -> tuple[Any, str | None]:
     if name.lower() == "none":
         return None, "disabled with --model none"
     try:
-        from rsgen.models.image_text import load_image_text_model
+        from rsgen.models.loading import load_image_text_model
 
         return load_image_text_model(name), None
     except Exception as exc:  # noqa: BLE001 - any failure is reported, not raised

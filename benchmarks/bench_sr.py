@@ -235,7 +235,9 @@ def speed_row(
 # --------------------------------------------------------------------------- 1. inference
 
 
-def make_resolver(name: str, settings: Settings, channels_last: bool = False) -> SuperResolver:
+def make_resolver(name: str, settings: Settings, variant: Variant = FP32) -> SuperResolver:
+    """A random-weight resolver running ``variant`` the way users do (``--bf16`` is the
+    pipeline's own autocast: an outer one would be switched off inside it)."""
     torch.manual_seed(0)
     return SuperResolver.from_config(
         load_config(name)["model"] | {"scale": SCALE},
@@ -243,36 +245,24 @@ def make_resolver(name: str, settings: Settings, channels_last: bool = False) ->
         tile=settings.tile,
         overlap=settings.overlap,
         batch_size=settings.batch_size,
-        channels_last=channels_last,
+        channels_last=variant.channels_last,
+        bf16=variant.bf16,
         name=name,
     )
 
 
-@contextlib.contextmanager
-def variant_numerics(variant: Variant) -> Iterator[None]:
-    """bf16 autocast for a bf16 variant."""
-    with torch.autocast("cpu", dtype=torch.bfloat16) if variant.bf16 else contextlib.nullcontext():
-        yield
-
-
 def measure_tiled_sr(
-    sr: SuperResolver, variant: Variant, image: np.ndarray, settings: Settings
+    sr: SuperResolver, image: np.ndarray, settings: Settings
 ) -> tuple[list[float], int | None]:
     """Seconds of ``sr(image)`` (the real tiled path) after one warm-up on the first tile stripe
     (the same tensor shapes as every later stripe), and the peak RSS (KiB) of the timed runs."""
-
-    def run(array: np.ndarray) -> None:
-        with variant_numerics(variant):
-            sr(array)
-
-    run(image[: sr.tile])
+    sr(image[: sr.tile])
     can_reset = reset_peak_rss()
-    times = repeat_timed(lambda: run(image), settings.repeats, settings.budget)
+    times = repeat_timed(lambda: sr(image), settings.repeats, settings.budget)
     return times, rss_kib("VmHWM") if can_reset else None
 
 
-def degan_variants(sr: SuperResolver) -> list[Variant]:
-    return [FP32, CHANNELS_LAST, BF16]
+DEGAN_VARIANTS = (FP32, CHANNELS_LAST, BF16)
 
 
 def bf16_input(image: np.ndarray, settings: Settings) -> tuple[np.ndarray, str]:
@@ -287,11 +277,11 @@ def bf16_input(image: np.ndarray, settings: Settings) -> tuple[np.ndarray, str]:
 def measure_degan(name: str, image: np.ndarray, settings: Settings) -> list[dict]:
     """Every variant of one generator config on ``image`` (bf16 maybe on a smaller one)."""
     rows = []
-    for variant in degan_variants(make_resolver(name, settings)):
-        sr = make_resolver(name, settings, variant.channels_last)
+    for variant in DEGAN_VARIANTS:
+        sr = make_resolver(name, settings, variant)
         array, note = bf16_input(image, settings) if variant.bf16 else (image, "")
         log(f"inference {name} {variant.name} on {array.shape[1]}x{array.shape[0]} LR")
-        times, peak = measure_tiled_sr(sr, variant, array, settings)
+        times, peak = measure_tiled_sr(sr, array, settings)
         rows.append(speed_row(name, variant.name, array, times, peak, note))
         del sr
     return rows

@@ -1,7 +1,11 @@
-"""Checkpoints without pickle: safetensors for tensors, JSON for configs and state.
+"""Weight files without pickle: safetensors for tensors, JSON for configs and state.
 
-* A *pretrained model* is a folder ``config.json`` + ``model.safetensors`` (diffusers-style),
-  written atomically. :func:`load_pretrained` never unpickles anything.
+* A *component folder* is ``config.json`` + ``model.safetensors`` (diffusers-style), written
+  atomically (:func:`save_component`). Networks build themselves from it
+  (:class:`rsgen.models.pretrained.PretrainedModel`); a pipeline folder holds one per component.
+* :func:`read_weights_file` is the one reader of weight files, ours or a user's
+  (``.safetensors``, or ``torch.save`` files loaded with ``weights_only=True``): every
+  problem is a one-line :class:`RsgenError` naming the file.
 * A *training state* is one safetensors file holding every tensor (weights, optimizer
   moments, RNG) with the JSON metadata in the safetensors header, replaced atomically.
 """
@@ -10,15 +14,17 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import shutil
 import tempfile
+import zipfile
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
-from torch import nn
 
 from rsgen.errors import RsgenError
 
@@ -26,28 +32,45 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 
 
-def save_pretrained(
-    model: nn.Module,
+def save_component(
     directory: str | Path,
-    dtype: torch.dtype = torch.float16,
-    extra: dict[str, Any] | None = None,
-    state: dict[str, torch.Tensor] | None = None,
+    config: dict[str, Any],
+    state: dict[str, torch.Tensor] | None,
+    dtype: torch.dtype | None = torch.float16,
 ) -> Path:
-    """Write ``model`` (config + weights cast to ``dtype``) to ``directory`` atomically.
-    ``state`` replaces ``model.state_dict()`` (models that store only their trained part)."""
+    """Write ``config`` (as config.json) and ``state`` (floating tensors cast to ``dtype``; no
+    weights file when None, e.g. a noise scheduler) to ``directory``, atomically: a reader sees
+    the old folder or the new one, never a mix."""
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
-    config = {"model": model.config.to_dict(), **(extra or {})}
-    state = {
-        k: v.detach().to("cpu", dtype if v.is_floating_point() else v.dtype).contiguous()
-        for k, v in (model.state_dict() if state is None else state).items()
-    }
+    return write_folder_atomically(directory, lambda tmp: write_component(tmp, config, state, dtype))
+
+
+def write_component(
+    directory: Path,
+    config: dict[str, Any],
+    state: dict[str, torch.Tensor] | None,
+    dtype: torch.dtype | None = torch.float16,
+) -> None:
+    """Write config.json (+ model.safetensors) into an existing, not yet published folder."""
+
+    def stored(tensor: torch.Tensor) -> torch.Tensor:
+        cast = dtype if dtype is not None and tensor.is_floating_point() else tensor.dtype
+        return tensor.detach().to("cpu", cast).contiguous()
+
+    if state is not None:
+        save_file({k: stored(v) for k, v in state.items()}, str(directory / WEIGHTS_NAME), {"format": "pt"})
+        (directory / WEIGHTS_NAME).chmod(0o644)
+    (directory / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
+
+
+def write_folder_atomically(directory: Path, write: Callable[[Path], None]) -> Path:
+    """Let ``write`` fill a hidden temporary sibling of ``directory``, then swap it in."""
+    directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
     tmp.chmod(0o755)
     try:
-        save_file(state, str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
-        (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
-        (tmp / WEIGHTS_NAME).chmod(0o644)
+        write(tmp)
         if directory.exists():
             old = directory.with_name(f".{directory.name}.old")
             shutil.rmtree(old, ignore_errors=True)
@@ -61,8 +84,8 @@ def save_pretrained(
     return directory
 
 
-def read_pretrained_config(directory: str | Path) -> dict[str, Any]:
-    """The ``config.json`` of a pretrained folder, validated."""
+def read_component_config(directory: str | Path, section: str = "model") -> dict[str, Any]:
+    """The ``config.json`` of a component folder, checked to hold a ``section`` mapping."""
     path = Path(directory) / CONFIG_NAME
     if not path.is_file():
         raise RsgenError(f"not a model folder (no {CONFIG_NAME})", directory)
@@ -70,27 +93,68 @@ def read_pretrained_config(directory: str | Path) -> dict[str, Any]:
         config = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise RsgenError(f"corrupt model config: {exc}", path) from exc
-    if not isinstance(config, dict) or not isinstance(config.get("model"), dict):
-        raise RsgenError("model config has no 'model' section", path)
+    if not isinstance(config, dict) or not isinstance(config.get(section), dict):
+        raise RsgenError(f"model config has no {section!r} section", path)
     return config
 
 
-def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read a safetensors file; a corrupt or truncated file is a one-line RsgenError."""
+def read_weights_file(path: str | Path, allowed_non_tensors: Collection[str] = ()) -> dict[str, torch.Tensor]:
+    """A state dict from ``.safetensors`` or a ``torch.save`` file (``weights_only=True``, so
+    nothing is unpickled but tensors), unwrapped from ``state_dict`` / ``model`` and stripped
+    of a DataParallel ``module.`` prefix. Entries named in ``allowed_non_tensors`` may hold
+    other values (OpenAI's TorchScript metadata); any other problem is a one-line error."""
     path = Path(path)
+    if path.is_dir():
+        raise RsgenError("is a directory, expected a weight file", path)
     if not path.is_file():
-        raise RsgenError("weights file not found", path)
+        raise RsgenError("weight file not found", path)
+    if path.stat().st_size == 0:
+        raise RsgenError("cannot read weight file (it is empty)", path)
+    if _is_torchscript(path):
+        raise RsgenError(
+            "is a TorchScript archive (OpenAI's JIT .pt); save torch.jit.load(path).state_dict() "
+            "with torch.save and load that",
+            path,
+        )
     try:
-        return load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise RsgenError(f"corrupt weights file ({exc})", path) from exc
+        if path.suffix == ".safetensors":
+            state: Any = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any failure to parse is a bad user file
+        raise RsgenError(f"cannot read weight file ({_describe_load_error(exc)})", path) from exc
+    for wrapper in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
+            state = state[wrapper]
+    if not isinstance(state, dict) or not state:
+        held = "an empty dict" if isinstance(state, dict) else f"a {type(state).__name__}"
+        raise RsgenError(f"weight file holds {held}, not a state dict", path)
+    if all(isinstance(k, str) and k.startswith("module.") for k in state):
+        state = {k.removeprefix("module."): v for k, v in state.items()}
+    bad = next(
+        (k for k, v in state.items() if not isinstance(v, torch.Tensor) and k not in allowed_non_tensors),
+        None,
+    )
+    if bad is not None:
+        raise RsgenError(f"weight file entry {bad!r} is not a tensor", path)
+    return state
 
 
-def load_weights_into(model: nn.Module, state: dict[str, torch.Tensor], source: str | Path) -> None:
-    """``load_state_dict(strict=True)`` with shape/key mismatches reported as one line."""
-    expected = model.state_dict()
-    check_state_matches(expected, state, source)
-    model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()})
+def _is_torchscript(path: Path) -> bool:
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any(name.split("/")[-1] == "constants.pkl" for name in archive.namelist())
+
+
+def _describe_load_error(exc: Exception) -> str:
+    """One line about a load failure, without torch's advice to retry with ``weights_only=False``."""
+    if isinstance(exc, pickle.UnpicklingError):
+        return "not a torch weight file, or it holds objects other than tensors"
+    if isinstance(exc, SafetensorError):
+        return f"corrupt safetensors file: {str(exc).splitlines()[0][:200]}"
+    detail = (str(exc).strip().splitlines() or [""])[0].split(". ")[0][:200]
+    return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
 
 
 def check_state_matches(
@@ -110,20 +174,6 @@ def check_state_matches(
             k = wrong[0]
             parts.append(f"shape mismatch for {k}: {tuple(state[k].shape)} vs {tuple(expected[k].shape)}")
         raise RsgenError("weights do not fit this architecture: " + "; ".join(parts), source)
-
-
-def load_pretrained(directory: str | Path) -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild a model from a pretrained folder; returns ``(model in eval mode, config)``."""
-    from rsgen.models import build_model
-
-    directory = Path(directory)
-    config = read_pretrained_config(directory)
-    try:
-        model = build_model(config["model"])
-    except (TypeError, ValueError) as exc:
-        raise RsgenError(f"invalid model config: {exc}", directory / CONFIG_NAME) from exc
-    load_weights_into(model, load_state_dict_file(directory / WEIGHTS_NAME), directory / WEIGHTS_NAME)
-    return model.eval(), config
 
 
 def save_training_state(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
@@ -146,7 +196,7 @@ def load_training_state(path: str | Path) -> tuple[dict[str, torch.Tensor], dict
     from safetensors import safe_open
 
     path = Path(path)
-    tensors = load_state_dict_file(path)
+    tensors = read_weights_file(path)
     with safe_open(str(path), framework="pt") as f:
         meta = json.loads((f.metadata() or {}).get("rsgen_meta", "{}"))
     return tensors, meta

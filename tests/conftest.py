@@ -58,12 +58,11 @@ def image_folder(tmp_path: Path) -> Path:
 @pytest.fixture
 def tiny_model_dir(tmp_path: Path) -> Path:
     """A saved, randomly initialised tiny x2 generator folder."""
-    from rsgen.checkpoint import save_pretrained
-    from rsgen.models import DEGANConfig, DEGANGenerator
+    from rsgen.models import DEGANGenerator
 
     torch.manual_seed(0)
-    generator = DEGANGenerator(DEGANConfig.from_dict({**TINY_MODEL, "scale": 2}))
-    return save_pretrained(generator, tmp_path / "tiny-x2", dtype=torch.float32)
+    generator = DEGANGenerator.from_config({**TINY_MODEL, "scale": 2})
+    return generator.save_pretrained(tmp_path / "tiny-x2", dtype=torch.float32)
 
 
 def needs_shared(*parts: str) -> Path:

@@ -103,7 +103,7 @@ def model_for_wrong_scale(tmp: Path, model: Path, out: Path) -> Case:
 def truncated_checkpoint(tmp: Path, model: Path, out: Path) -> Case:
     weights = model / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:1000])
-    return Case(sr_args(good_png(tmp), out, model), [weights, "corrupt weights file"])
+    return Case(sr_args(good_png(tmp), out, model), [weights, "cannot read weight file"])
 
 
 def garbage_config(tmp: Path, model: Path, out: Path) -> Case:

@@ -17,7 +17,7 @@ from rasterio.transform import Affine
 from typer.testing import CliRunner, Result
 
 from rsgen.cli.main import app, main
-from rsgen.hub import available_models
+from rsgen.shipped import available_models
 from tests.conftest import REPO, textured_image
 
 pytestmark = pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")

@@ -2,14 +2,12 @@ import json
 
 import pytest
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 from rsgen.checkpoint import (
-    load_pretrained,
     load_training_state,
     optimizer_from_tensors,
     optimizer_to_tensors,
-    save_pretrained,
     save_training_state,
 )
 from rsgen.config import apply_overrides, builtin_config_names, load_config
@@ -42,30 +40,32 @@ def test_bad_config_inputs(tmp_path):
 
 def test_pretrained_round_trip_fp16(tmp_path):
     g = DEGANGenerator(DEGANConfig.from_dict({**TINY_MODEL, "scale": 2}))
-    folder = save_pretrained(g, tmp_path / "m", extra={"note": "x"})
+    folder = g.save_pretrained(tmp_path / "m", extra={"note": "x"})
     assert json.loads((folder / "config.json").read_text())["note"] == "x"
-    loaded, _ = load_pretrained(folder)
+    assert all(t.dtype == torch.float16 for t in load_file(str(folder / "model.safetensors")).values())
+    loaded = DEGANGenerator.from_pretrained(folder)
+    assert not loaded.training and loaded.name == "m"
     for (name, a), (_, b) in zip(g.state_dict().items(), loaded.state_dict().items(), strict=True):
         assert torch.allclose(a, b.float(), atol=1e-2, rtol=1e-3), name
-    save_pretrained(g, folder)  # overwriting is atomic and leaves no stray folders
+    g.save_pretrained(folder)  # overwriting is atomic and leaves no stray folders
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
 
 
 def test_corrupt_and_mismatched_checkpoints(tmp_path):
     g = DEGANGenerator(DEGANConfig.from_dict({**TINY_MODEL, "scale": 2}))
-    folder = save_pretrained(g, tmp_path / "m")
+    folder = g.save_pretrained(tmp_path / "m")
     weights = folder / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:100])
-    with pytest.raises(RsgenError, match="corrupt weights"):
-        load_pretrained(folder)
+    with pytest.raises(RsgenError, match="cannot read weight file"):
+        DEGANGenerator.from_pretrained(folder)
     save_file({"stem.0.weight": torch.zeros(2, 2)}, str(weights))
     with pytest.raises(RsgenError, match="do not fit"):
-        load_pretrained(folder)
+        DEGANGenerator.from_pretrained(folder)
     (folder / "config.json").write_text("{not json")
     with pytest.raises(RsgenError, match="corrupt model config"):
-        load_pretrained(folder)
+        DEGANGenerator.from_pretrained(folder)
     with pytest.raises(RsgenError, match="not a model folder"):
-        load_pretrained(tmp_path)
+        DEGANGenerator.from_pretrained(tmp_path)
 
 
 def test_training_state_round_trip_restores_adam(tmp_path):
@@ -81,3 +81,16 @@ def test_training_state_round_trip_restores_adam(tmp_path):
     optimizer_from_tensors(fresh, loaded, "opt", meta["groups"])
     for a, b in zip(opt.state.values(), fresh.state.values(), strict=True):
         assert torch.equal(a["exp_avg"], b["exp_avg"]) and torch.equal(a["exp_avg_sq"], b["exp_avg_sq"])
+
+
+def test_model_folder_of_another_network_is_refused(tmp_path):
+    from rsgen.models import DEGANDiscriminator, build_model
+
+    folder = build_model({"name": "degan_discriminator", "base_channels": 4, "num_blocks": 2}).save_pretrained(
+        tmp_path / "d"
+    )
+    assert isinstance(DEGANDiscriminator.from_pretrained(folder), DEGANDiscriminator)
+    with pytest.raises(RsgenError, match="not a degan_generator model .*degan_discriminator"):
+        DEGANGenerator.from_pretrained(folder)
+    with pytest.raises(ValueError, match="unknown model name"):
+        build_model({"name": "nope"})

@@ -27,6 +27,7 @@ from typer.testing import CliRunner
 from rsgen.cli.main import app, main
 from rsgen.errors import RsgenError
 from rsgen.metrics import (
+    FDResult,
     FeatureSet,
     MetricExtractor,
     build_metric_extractor,
@@ -40,7 +41,6 @@ from rsgen.metrics import (
     metric_label,
     read_captions,
 )
-from rsgen.metrics.generative import FDResult
 from rsgen.models.image_text import ImageTextModel, resize_center_crop
 from tests.conftest import REPO, needs_shared, textured_image
 
@@ -338,13 +338,13 @@ def run_main(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, *ar
 def tiny_models(monkeypatch: pytest.MonkeyPatch) -> None:
     """Make the commands use TinyExtractor and TinyCLIP instead of the real networks."""
     from rsgen.metrics import features as features_module
-    from rsgen.models import image_text
+    from rsgen.models import loading
 
     def build(name: str, weights: object = None) -> TinyExtractor:
         return TinyExtractor("inception-v3" if name == "inception-v3" else "tiny")
 
     monkeypatch.setattr(features_module, "build_metric_extractor", build)
-    monkeypatch.setattr(image_text, "load_image_text_model", lambda name, device="cpu": TinyCLIP())
+    monkeypatch.setattr(loading, "load_image_text_model", lambda name, device="cpu": TinyCLIP())
 
 
 def test_cli_fid_json_self_is_zero_with_efficientnet(tmp_path: Path) -> None:

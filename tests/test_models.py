@@ -93,7 +93,7 @@ def test_build_model_and_macs():
 
 
 def test_bottleneck_transformer_matches_the_stock_layer():
-    from rsgen.models.degan_unet import BottleneckTransformer
+    from rsgen.models.degan_refiner import BottleneckTransformer
 
     torch.manual_seed(0)
     stock = torch.nn.TransformerEncoderLayer(16, 4, 32, 0.1, batch_first=True).eval()
@@ -105,3 +105,27 @@ def test_bottleneck_transformer_matches_the_stock_layer():
     ours.train()
     ours(x).sum().backward()
     assert ours.self_attn.in_proj_weight.grad.abs().sum() > 0
+
+
+def _largest_allocation(model: torch.nn.Module, x: torch.Tensor) -> int:
+    """Bytes of the largest single CPU allocation of any op in one inference forward."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with torch.inference_mode(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        model(x)
+    return max(event.cpu_memory_usage for event in prof.events())
+
+
+def test_generator_attention_memory_stays_linear_in_tokens():
+    """The refiner's bottleneck runs through SDPA: a 256 px HR tile (4096 tokens) never holds
+    the (heads x tokens x tokens) score matrix the stock layer's fast path builds (128 MiB here)."""
+    from rsgen.models.degan_refiner import BottleneckTransformer
+
+    g = build_model({"name": "degan_generator", **TINY_MODEL, "scale": 2}).eval()
+    assert isinstance(g.diffusion.transformer, BottleneckTransformer)
+    assert not any(type(m) is torch.nn.TransformerEncoderLayer for m in g.modules())
+    x = torch.zeros(1, 3, 128, 128)
+    assert _largest_allocation(g, x) < 32 * 2**20
+    stock = torch.nn.TransformerEncoderLayer(16, 2, 16, 0.1, batch_first=True).eval()
+    tokens = torch.zeros(1, 64 * 64, 16)
+    assert _largest_allocation(stock, tokens) >= 2 * 4096 * 4096 * 4  # the check can fail

@@ -19,7 +19,7 @@ from safetensors.torch import save_file
 
 from rsgen.errors import RsgenError
 from rsgen.models import build_model
-from rsgen.models.image_text import load_image_text_model
+from rsgen.models.loading import load_image_text_model
 from rsgen.models.open_clip import OPENAI_MEAN, OPENAI_STD, OpenCLIPModel
 
 WIDTH, LAYERS, PATCH, IMAGE, CONTEXT, EMBED, MLP = 128, 2, 8, 32, 16, 32, 512
@@ -405,8 +405,8 @@ def _torchscript(path: Path) -> None:
 BAD_FILES = {
     "random.pt": (lambda p: p.write_bytes(os.urandom(512)), "cannot read weight file"),
     "random.safetensors": (lambda p: p.write_bytes(os.urandom(512)), "cannot read weight file"),
-    "empty.pt": (lambda p: p.write_bytes(b""), "empty weight file"),
-    "tensor.pt": (lambda p: torch.save(torch.zeros(3), p), "does not hold a state dict"),
+    "empty.pt": (lambda p: p.write_bytes(b""), "cannot read weight file \\(it is empty\\)"),
+    "tensor.pt": (lambda p: torch.save(torch.zeros(3), p), "holds a Tensor, not a state dict"),
     "degan.pt": (lambda p: torch.save(_degan_state(), p), "no visual.* keys"),
     "hf.safetensors": (lambda p: save_file({"vision_model.x": torch.zeros(1)}, p), "Hugging Face"),
     "jit.pt": (_torchscript, "TorchScript"),

@@ -136,7 +136,7 @@ def tiny_rs_clip(**options):
 
 
 def test_rs_clip_round_trip_and_gradients(tmp_path: Path) -> None:
-    from rsgen.models.image_text import load_image_text_model
+    from rsgen.models.loading import load_image_text_model
 
     model = tiny_rs_clip(image_head="mlp").eval()
     with torch.no_grad():
@@ -271,7 +271,7 @@ def test_shipped_rs_clip_zero_shot_on_real_images() -> None:
     data = needs_shared("rsicd_aid150")
     from rsgen.data.images import center_square, image_to_tensor
     from rsgen.io import read_rgb_uint8
-    from rsgen.models.image_text import load_image_text_model
+    from rsgen.models.loading import load_image_text_model
 
     model = load_image_text_model("rs-clip")
     scenes = ["beach", "farmland", "forest", "airport", "storagetanks", "viaduct"]
@@ -319,8 +319,8 @@ def subset_caption_folder(records: list, folder: Path) -> Path:
 def test_shipped_rs_clip_scores_own_captions_above_shuffled() -> None:
     """CLIP score with rs-clip: real test images against their own captions vs a derangement."""
     data = needs_shared("rsicd_aid150")
-    from rsgen.metrics.generative import clip_score
-    from rsgen.models.image_text import load_image_text_model
+    from rsgen.metrics.clipscore import clip_score
+    from rsgen.models.loading import load_image_text_model
 
     records = read_caption_records(data, "test")[::25]
     paths = [r.path for r in records]

@@ -6,10 +6,10 @@ import torch
 from PIL import Image
 
 from rsgen.data.degradation import bicubic_downscale
-from rsgen.hub import available_models
 from rsgen.io import list_images, read_rgb_uint8
 from rsgen.metrics import evaluate_sr
 from rsgen.pipelines import SuperResolver
+from rsgen.shipped import available_models
 from tests.conftest import needs_shared
 
 

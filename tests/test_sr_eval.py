@@ -11,9 +11,10 @@ import pytest
 from PIL import Image
 from rich.console import Console
 
+from rsgen.cli.tables import format_sr_table, print_sr_table
 from rsgen.data.degradation import bicubic_upscale, crop_to_multiple
 from rsgen.errors import RsgenError
-from rsgen.metrics import SREvalResult, evaluate_sr, format_sr_table, print_sr_table
+from rsgen.metrics import SREvalResult, evaluate_sr
 
 RSSCN7_VAL = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "RSSCN7" / "val"
 SCORE_KEYS = {"psnr_rgb", "ssim_rgb", "psnr_y", "ssim_y"}

@@ -14,7 +14,7 @@ from PIL import Image
 
 from rsgen.errors import RsgenError
 from rsgen.io import TileError, tiled_upscale, upscale_array, upscale_raster
-from rsgen.io import raster as raster_module
+from rsgen.io import write as write_module
 from rsgen.io.tiling import TileGrid, feather_ramp, tile_starts
 
 torch.set_num_threads(1)
@@ -266,13 +266,13 @@ def test_geotiff_output_is_written_in_stripes_with_bounded_memory(
 ) -> None:
     """Peak (numpy) memory does not grow with the scene height and stays far below the scene."""
     writes: list[int] = []
-    original = raster_module._GeoTiffWriter.write_rows
+    original = write_module._GeoTiffWriter.write_rows
 
-    def spy(self: raster_module._GeoTiffWriter, block: np.ndarray) -> None:
+    def spy(self: write_module._GeoTiffWriter, block: np.ndarray) -> None:
         writes.append(block.shape[1])
         original(self, block)
 
-    monkeypatch.setattr(raster_module._GeoTiffWriter, "write_rows", spy)
+    monkeypatch.setattr(write_module._GeoTiffWriter, "write_rows", spy)
     small_peak, _ = _peak_numpy_memory(tmp_path, height=384)
     writes.clear()
     peak, out = _peak_numpy_memory(tmp_path, height=4096)

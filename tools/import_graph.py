@@ -89,14 +89,15 @@ def build_graph() -> dict[str, set[str]]:
 
 
 def upward_or_sideways(graph: dict[str, set[str]]) -> list[str]:
+    """Every import that points up a layer or sideways into a sibling package."""
     bad = []
     for src, targets in sorted(graph.items()):
         for dst in sorted(targets):
-            if dst == "rsgen" or part_of(src) == part_of(dst) and src not in ENTRY_POINTS:
-                if dst == "rsgen" and src not in ENTRY_POINTS:
-                    bad.append(f"{src} -> {dst} (the package root re-exports pipelines: import the module)")
+            if src in ENTRY_POINTS or part_of(src) == part_of(dst) and dst not in ENTRY_POINTS:
                 continue
-            if layer_of(dst) >= layer_of(src):
+            if dst in ENTRY_POINTS:
+                bad.append(f"{src} -> {dst} (the package root is for users: import the module itself)")
+            elif layer_of(dst) >= layer_of(src):
                 bad.append(f"{src} -> {dst} ({part_of(src)} may not import {part_of(dst)})")
     return bad
 
@@ -153,8 +154,12 @@ def package_edges(graph: dict[str, set[str]]) -> dict[str, set[str]]:
 
 def mermaid(graph: dict[str, set[str]]) -> str:
     lines = ["graph TD"]
-    for src, targets in sorted(package_edges(graph).items(), key=lambda kv: -LAYERS.get(kv[0], CORE)):
-        for dst in sorted(targets, key=lambda p: -LAYERS.get(p, CORE)):
+
+    def top_down(part: str) -> tuple[int, str]:
+        return -LAYERS.get(part, CORE), part
+
+    for src, targets in sorted(package_edges(graph).items(), key=lambda kv: top_down(kv[0])):
+        for dst in sorted(targets, key=top_down):
             lines.append(f"    {src} --> {dst}")
     return "\n".join(lines)
 

@@ -1,9 +1,14 @@
-"""Image–caption datasets in the ``captions.jsonl`` layout of ``rsicd_aid150``.
+"""Caption files: image–caption datasets, and the caption files users score images against.
 
-One JSON object per line: ``{"file", "scene", "split", "captions": [...]}`` with the images
-in ``images/`` beside the file. RSICD pads every image to five captions by repeating some:
-:func:`unique_captions` de-duplicates them (case and spacing folded) wherever counting
-them twice would bias a number (retrieval queries, training targets).
+Datasets (:func:`read_caption_records`) are in the ``captions.jsonl`` layout of
+``rsicd_aid150``: one JSON object per line, ``{"file", "scene", "split", "captions": [...]}``
+with the images in ``images/`` beside the file. RSICD pads every image to five captions by
+repeating some: :func:`unique_captions` de-duplicates them (case and spacing folded) wherever
+counting them twice would bias a number (retrieval queries, training targets).
+
+Caption files for CLIP score (:func:`read_captions`) pair a folder of images with captions:
+``.jsonl`` with ``"file"`` and ``"caption"``, ``"prompt"`` or ``"captions"``, or ``.txt`` with
+one caption per line for the sorted images. A dataset ``captions.jsonl`` is also one.
 """
 
 from __future__ import annotations
@@ -13,13 +18,17 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
+from rsgen.data.image_batches import image_paths
 from rsgen.errors import RsgenError
 
 CAPTIONS_FILE = "captions.jsonl"
 IMAGES_DIR = "images"
+CAPTION_KEYS = ("caption", "prompt", "captions")
+FILE_KEYS = ("file", "image")
 
 # RSICD writes AID scene names as one word; prompts need the words.
 SCENE_WORDS = {
@@ -158,3 +167,102 @@ def scene_labels(records: Sequence[CaptionRecord]) -> tuple[list[str], torch.Ten
     scenes = sorted({r.scene for r in records})
     index = {s: i for i, s in enumerate(scenes)}
     return scenes, torch.tensor([index[r.scene] for r in records])
+
+
+# --------------------------------------------------------------------------- caption files for CLIP score
+
+
+@dataclass(frozen=True)
+class CaptionedImage:
+    """One image and the caption(s) it is scored against; ``line`` is 1-based in the caption file."""
+
+    path: Path
+    captions: tuple[str, ...]
+    line: int = 0
+
+
+def read_captions(captions_file: str | Path, image_dir: str | Path) -> list[CaptionedImage]:
+    """Pair images with captions from a ``.jsonl`` or ``.txt`` file.
+
+    ``.jsonl``: one object per line, ``"file"`` (or ``"image"``) relative to ``image_dir`` and
+    the first present of ``"caption"`` (string), ``"prompt"`` (string) or ``"captions"`` (list of
+    strings, the image is scored against each); blank lines are skipped, images of the folder
+    that no line names are not scored. ``.txt``: one caption per line, matched in order to the
+    images of ``image_dir`` as :func:`rsgen.io.list_images` sorts them (trailing blank lines
+    ignored); the counts must match.
+
+    Raises :class:`RsgenError` for a missing/empty/undecodable file, a broken JSON line (with
+    its number), an entry without file or caption, an empty caption, a named image that does
+    not exist, or an image/caption count mismatch.
+    """
+    path = Path(captions_file)
+    suffix = path.suffix.lower()
+    if suffix not in (".jsonl", ".txt"):
+        raise RsgenError(
+            "caption file must be .jsonl (one JSON object per line) or .txt (one per line)", path
+        )
+    lines = _read_lines(path)
+    folder = Path(image_dir)
+    if not folder.is_dir():
+        raise RsgenError("image folder not found", folder)
+    entries = (
+        _jsonl_captions(lines, path, folder) if suffix == ".jsonl" else _txt_captions(lines, path, folder)
+    )
+    if not entries:
+        raise RsgenError("caption file has no captions", path)
+    return entries
+
+
+def _read_lines(path: Path) -> list[str]:
+    """The lines of a UTF-8 caption file; RsgenError if it is missing or unreadable."""
+    if not path.is_file():
+        raise RsgenError("caption file not found", path)
+    try:
+        return path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise RsgenError(f"caption file is not UTF-8 text (byte {exc.start})", path) from exc
+    except OSError as exc:
+        raise RsgenError(f"cannot read caption file: {exc.strerror or exc}", path) from exc
+
+
+def _jsonl_captions(lines: list[str], path: Path, folder: Path) -> list[CaptionedImage]:
+    entries = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        entries.append(_jsonl_entry(parse_jsonl_object(line, number, path), number, path, folder))
+    return entries
+
+
+def _jsonl_entry(record: dict[str, Any], number: int, path: Path, folder: Path) -> CaptionedImage:
+    name = next((record[k] for k in FILE_KEYS if k in record), None)
+    if not isinstance(name, str) or not name.strip():
+        raise RsgenError(f'line {number}: no image file name (a "file" string)', path)
+    key = next((k for k in CAPTION_KEYS if k in record), None)
+    if key is None:
+        raise RsgenError(f'line {number}: no "caption", "prompt" or "captions"', path)
+    value = record[key]
+    captions = value if key == "captions" else [value]
+    if not isinstance(captions, list) or not captions:
+        raise RsgenError(f'line {number}: "captions" must be a non-empty list of strings', path)
+    for caption in captions:
+        if not isinstance(caption, str):
+            raise RsgenError(f"line {number}: caption is {type(caption).__name__}, not a string", path)
+        if not caption.strip():
+            raise RsgenError(f"line {number}: empty caption", path)
+    image = folder / name
+    if not image.is_file():
+        raise RsgenError(f"line {number}: image {name!r} not found in {folder}", path)
+    return CaptionedImage(image, tuple(captions), number)
+
+
+def _txt_captions(lines: list[str], path: Path, folder: Path) -> list[CaptionedImage]:
+    while lines and not lines[-1].strip():
+        lines = lines[:-1]
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            raise RsgenError(f"line {number}: empty caption", path)
+    images = image_paths(folder)
+    if len(images) != len(lines):
+        raise RsgenError(f"{len(images)} images in {folder} but {len(lines)} captions", path)
+    return [CaptionedImage(p, (c.strip(),), n) for n, (p, c) in enumerate(zip(images, lines, strict=True), 1)]

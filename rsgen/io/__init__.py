@@ -1,15 +1,15 @@
-"""Raster input/output and tiled model inference (see ``docs/raster-io.md``)."""
+"""Raster input/output and tiled model inference (see ``docs/raster-io.md``).
 
-from rsgen.io.raster import (
-    IMAGE_SUFFIXES,
-    RasterInfo,
-    list_images,
-    read_raster_info,
-    read_rgb_uint8,
-    write_rgb_uint8,
-)
+``read`` opens and validates rasters, ``write`` writes them atomically, ``rgb`` is the
+8-bit RGB view of both; ``tiling`` runs a model tile by tile with blending, ``bands``
+is the band/value/nodata policy of upscaling and ``upscale`` ties them into
+:func:`upscale_raster`.
+"""
 
-_TILING = ("TileError", "tiled_upscale", "upscale_array", "upscale_raster")
+from rsgen.io.read import IMAGE_SUFFIXES, RasterInfo, list_images, read_raster_info
+from rsgen.io.rgb import read_rgb_uint8, write_rgb_uint8
+
+_TILING = ("TileError", "tiled_upscale", "upscale_array")
 
 
 def __getattr__(name: str):
@@ -18,6 +18,10 @@ def __getattr__(name: str):
         from rsgen.io import tiling
 
         return getattr(tiling, name)
+    if name == "upscale_raster":
+        from rsgen.io import upscale
+
+        return upscale.upscale_raster
     raise AttributeError(name)
 
 

@@ -1,31 +1,18 @@
-"""Tiled, seam-free inference of an upscaling model over rasters of any size.
+"""Tiled, seam-free inference of an upscaling model over images of any size.
 
-The scene is cut into low-resolution (LR) tiles of ``tile`` px that overlap their
+The image is cut into low-resolution (LR) tiles of ``tile`` px that overlap their
 neighbours by at least ``overlap`` px.  Tiles are processed one row stripe at a
-time; overlapping model outputs are blended with feathered (linear ramp) weights,
-and output rows that no later stripe can touch are normalised and handed to the
-writer at once.  Memory is therefore proportional to scene width x tile height,
-never to the scene.
+time in batches; overlapping model outputs are blended with feathered (linear ramp)
+weights, and output rows that no later stripe can touch are handed on at once.
+Memory is therefore proportional to image width x tile height, never to the image.
 
-Band, data type and nodata policy (see ``docs/raster-io.md``):
-
-* bands with colour interpretation *alpha* are resized with nearest neighbour and
-  never go through the model;
-* if the file declares red, green and blue bands (or has exactly three data bands)
-  they go through the model together as RGB; every other band goes through it
-  alone, replicated to three channels, and the output is the mean of the three
-  output channels;
-* uint8 is divided by 255; other types are stretched linearly with the 0.1 and 99.9
-  percentiles of a decimated read (one lo/hi shared by the RGB bands, one per single
-  band), without clipping, so the inverse maps the output back to the input units;
-* nodata (and non-finite float) pixels are replaced by the band's valid mean before
-  the model, and output pixels whose nearest LR pixel was nodata are set to nodata.
+:func:`tiled_upscale` and :func:`upscale_array` run this on an image in memory;
+:func:`rsgen.io.upscale.upscale_raster` runs it on files through :func:`run_stripes`.
 """
 
 from __future__ import annotations
 
 import math
-import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,12 +23,10 @@ from rasterio.windows import Window
 from tqdm import tqdm
 
 from rsgen.errors import RsgenError
-from rsgen.io.raster import RasterInfo, RasterSource, open_raster, open_writer, scaled_spec
+from rsgen.progress import progress_bar
 
 ModelFn = Callable[[torch.Tensor], torch.Tensor]
 """Maps float32 (N, 3, h, w) in [0, 1] to (N, 3, h*scale, w*scale)."""
-
-STRETCH_PERCENTILES = (0.1, 99.9)
 
 
 class TileError(RsgenError):
@@ -156,7 +141,7 @@ class _StripeBlender:
 
 
 @dataclass(frozen=True)
-class _Job:
+class TileJob:
     model_fn: ModelFn
     scale: int
     batch_size: int
@@ -175,7 +160,7 @@ def _describe(windows: Sequence[Window]) -> str:
     return ("LR tile " if len(parts) == 1 else "LR tiles ") + "; ".join(parts)
 
 
-def _call_model(job: _Job, arrays: list[np.ndarray], windows: list[Window]) -> np.ndarray:
+def _call_model(job: TileJob, arrays: list[np.ndarray], windows: list[Window]) -> np.ndarray:
     """Run the model on a batch of (1 or 3, h, w) arrays; return (N, 3, h*s, w*s) float32."""
     x = torch.stack([torch.from_numpy(a).expand(3, -1, -1) for a in arrays])
     n, _, h, w = x.shape
@@ -201,7 +186,7 @@ def _call_model(job: _Job, arrays: list[np.ndarray], windows: list[Window]) -> n
 
 
 def _infer_stripe(
-    stripe: np.ndarray, y0: int, grid: TileGrid, job: _Job, bar: tqdm
+    stripe: np.ndarray, y0: int, grid: TileGrid, job: TileJob, bar: tqdm
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Yield ``(x0, output (C, th*s, tw*s))`` for each tile of the stripe starting at LR row ``y0``."""
     s, th, tw = job.scale, grid.tile_h, grid.tile_w
@@ -222,9 +207,9 @@ def _infer_stripe(
         bar.update(len(batch))
 
 
-def _run_stripes(
+def run_stripes(
     grid: TileGrid,
-    job: _Job,
+    job: TileJob,
     read_stripe: Callable[[int], np.ndarray],
     emit: Callable[[int, int, np.ndarray], None],
     bar: tqdm,
@@ -251,7 +236,7 @@ def _run_stripes(
         emit(top, bottom, blender.pop(bottom * s))
 
 
-def _check_options(scale: int, tile: int, overlap: int, batch_size: int) -> None:
+def check_options(scale: int, tile: int, overlap: int, batch_size: int) -> None:
     for name, value, minimum in (("scale", scale, 1), ("tile", tile, 1), ("overlap", overlap, 0)):
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
             raise RsgenError(f"{name} must be an integer >= {minimum}, got {value!r}")
@@ -259,8 +244,9 @@ def _check_options(scale: int, tile: int, overlap: int, batch_size: int) -> None
         raise RsgenError(f"batch_size must be an integer >= 1, got {batch_size!r}")
 
 
-def _progress(total: int, desc: str, enabled: bool) -> tqdm:
-    return tqdm(total=total, desc=desc, unit="tile", disable=not enabled, file=sys.stderr, dynamic_ncols=True)
+def tile_bar(total: int, desc: str, enabled: bool) -> tqdm:
+    """The bar of a tiled job, counting tiles; it stays on screen when done (one per file)."""
+    return progress_bar(total=total, desc=desc, unit="tile", enabled=enabled, leave=True)
 
 
 def tiled_upscale(
@@ -277,15 +263,15 @@ def tiled_upscale(
     Returns float32 (3, H*scale, W*scale) on the CPU (not clipped).  Same tiling and
     blending as :func:`upscale_raster`, for images that are already in memory.
     """
-    _check_options(scale, tile, overlap, batch_size)
+    check_options(scale, tile, overlap, batch_size)
     if image.ndim != 3 or image.shape[0] != 3:
         raise ValueError(f"expected a (3, H, W) tensor, got {tuple(image.shape)}")
     array = image.detach().to("cpu", torch.float32).numpy()
     grid = TileGrid.build(array.shape[2], array.shape[1], tile, overlap)
-    job = _Job(model_fn, scale, batch_size, (slice(0, 3),))
+    job = TileJob(model_fn, scale, batch_size, (slice(0, 3),))
     rows: list[np.ndarray] = []
-    with _progress(grid.n_tiles, "tiles", progress) as bar:
-        _run_stripes(
+    with tile_bar(grid.n_tiles, "tiles", progress) as bar:
+        run_stripes(
             grid,
             job,
             lambda y0: array[:, y0 : y0 + grid.tile_h],
@@ -314,235 +300,3 @@ def upscale_array(
     image = torch.tensor(array).permute(2, 0, 1).float() / 255  # a copy: read-only arrays are fine
     out = tiled_upscale(image, model_fn, scale, tile, overlap, batch_size, progress)
     return out.clamp_(0, 1).mul_(255).round_().to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
-
-
-# --------------------------------------------------------------------------- band and value policy
-
-
-@dataclass(frozen=True)
-class BandPlan:
-    """How the bands of a raster go through the model (0-based band indices).
-
-    ``groups`` are model inputs: a 3-tuple is an RGB input, a 1-tuple a single band
-    replicated to three channels whose output is the channel mean.  ``alpha`` bands
-    are resized with nearest neighbour instead.
-    """
-
-    groups: tuple[tuple[int, ...], ...]
-    alpha: tuple[int, ...]
-
-    @property
-    def data_bands(self) -> tuple[int, ...]:
-        """Band index of each model channel, in stripe-channel order."""
-        return tuple(b for group in self.groups for b in group)
-
-    def channel_slices(self) -> tuple[slice, ...]:
-        """Slices of the stripe channels belonging to each group."""
-        slices, start = [], 0
-        for group in self.groups:
-            slices.append(slice(start, start + len(group)))
-            start += len(group)
-        return tuple(slices)
-
-
-def plan_bands(info: RasterInfo) -> BandPlan:
-    """Decide the band handling from the bands' colour interpretation (see module doc)."""
-    roles = info.colorinterp if len(info.colorinterp) == info.count else ("undefined",) * info.count
-    alpha = tuple(i for i, role in enumerate(roles) if role == "alpha")
-    data = [i for i in range(info.count) if i not in alpha]
-    rgb: tuple[int, ...] = ()
-    if all(c in roles for c in ("red", "green", "blue")):
-        rgb = (roles.index("red"), roles.index("green"), roles.index("blue"))
-    elif len(data) == 3:
-        rgb = tuple(data)
-    singles = tuple((i,) for i in data if i not in rgb)
-    return BandPlan(groups=((rgb,) if rgb else ()) + singles, alpha=alpha)
-
-
-def _valid_mask(band: np.ndarray, nodata: float | None) -> np.ndarray | None:
-    """Valid pixels of one band (not nodata, finite), or None when all are valid."""
-    mask = np.isfinite(band) if band.dtype.kind == "f" else None
-    if nodata is not None and not math.isnan(nodata):
-        differs = band != nodata
-        mask = differs if mask is None else mask & differs
-    return mask
-
-
-@dataclass(frozen=True)
-class Normalizer:
-    """Linear map between raster values and model inputs, one (lo, hi) per model channel:
-    ``x' = (x - lo) / (hi - lo)``, not clipped, so :meth:`inverse` is exact."""
-
-    bands: tuple[int, ...]
-    lo: tuple[float, ...]
-    hi: tuple[float, ...]
-    fill: tuple[float, ...]  # model-input value that replaces nodata pixels
-    nodata: float | None
-
-    def forward(self, raw: np.ndarray) -> np.ndarray:
-        """Raw LR rows (count, h, w) -> normalised model channels (C, h, w) float32."""
-        out = np.empty((len(self.bands), raw.shape[1], raw.shape[2]), np.float32)
-        with np.errstate(invalid="ignore", over="ignore"):
-            for c, b in enumerate(self.bands):
-                x = out[c]
-                x[...] = raw[b]
-                x -= self.lo[c]
-                x /= self.hi[c] - self.lo[c]
-                mask = _valid_mask(raw[b], self.nodata)
-                if mask is not None:
-                    x[~mask] = self.fill[c]
-        return out
-
-    def inverse(self, channel: int, values: np.ndarray, dtype: str) -> np.ndarray:
-        """Model output of one channel -> raster units (unclipped; float32 suffices for
-        8/16-bit types, float64 otherwise)."""
-        work = np.float32 if np.dtype(dtype).itemsize <= 2 else np.float64
-        return values.astype(work) * work(self.hi[channel] - self.lo[channel]) + work(self.lo[channel])
-
-
-def fit_normalizer(source: RasterSource, plan: BandPlan) -> Normalizer:
-    """uint8: lo=0, hi=255.  Other types: 0.1/99.9 percentiles of the valid pixels of a
-    decimated read (shared by the RGB group).  Fill value: each band's valid mean."""
-    info = source.info
-    n = len(plan.data_bands)
-    if info.dtype == "uint8" and info.nodata is None:
-        return Normalizer(plan.data_bands, (0.0,) * n, (255.0,) * n, (0.0,) * n, None)
-    sample = source.read_decimated()
-    lo, hi, fill = [], [], []
-    for group in plan.groups:
-        values = []
-        for b in group:
-            mask = _valid_mask(sample[b], info.nodata)
-            values.append((sample[b] if mask is None else sample[b][mask]).astype(np.float64).ravel())
-        glo, ghi = _stretch_limits(np.concatenate(values), info.dtype)
-        for v in values:
-            lo.append(glo)
-            hi.append(ghi)
-            fill.append(((float(v.mean()) if v.size else glo) - glo) / (ghi - glo))
-    return Normalizer(plan.data_bands, tuple(lo), tuple(hi), tuple(fill), info.nodata)
-
-
-def _stretch_limits(values: np.ndarray, dtype: str) -> tuple[float, float]:
-    if dtype == "uint8":
-        return 0.0, 255.0
-    if not values.size:
-        return 0.0, 1.0
-    lo, hi = (float(p) for p in np.percentile(values, STRETCH_PERCENTILES))
-    return (lo, hi) if hi > lo else (lo, lo + 1.0)
-
-
-def _nearest(array: np.ndarray, scale: int) -> np.ndarray:
-    return np.repeat(np.repeat(array, scale, axis=-2), scale, axis=-1)
-
-
-def _to_dtype(values: np.ndarray, dtype: str) -> np.ndarray:
-    """Round (integers) and clip to the range of ``dtype``."""
-    if np.dtype(dtype).kind == "f":
-        limits = np.finfo(dtype)
-        return np.clip(values, limits.min, limits.max).astype(dtype)
-    limits = np.iinfo(dtype)
-    return np.clip(np.rint(values), limits.min, limits.max).astype(dtype)
-
-
-def _nudge(nodata: float, dtype: np.dtype) -> float:
-    """A value next to ``nodata`` for valid output pixels that happen to equal it."""
-    if dtype.kind == "f":
-        return float(np.nextafter(dtype.type(nodata), dtype.type(np.inf)))
-    return nodata - 1 if nodata >= np.iinfo(dtype).max else nodata + 1
-
-
-def _finish_rows(
-    blended: np.ndarray, raw: np.ndarray, plan: BandPlan, norm: Normalizer, scale: int, dtype: str
-) -> np.ndarray:
-    """Blended model channels + the matching raw LR rows -> output rows in ``dtype``."""
-    out = np.empty((raw.shape[0], blended.shape[1], blended.shape[2]), dtype)
-    for c, b in enumerate(norm.bands):
-        out[b] = _to_dtype(norm.inverse(c, blended[c], dtype), dtype)
-        mask = _valid_mask(raw[b], norm.nodata)
-        if mask is None:
-            continue
-        valid = _nearest(mask, scale)
-        if norm.nodata is not None and not math.isnan(norm.nodata):
-            clash = valid & (out[b] == norm.nodata)
-            out[b][clash] = _nudge(norm.nodata, out.dtype)
-        out[b][~valid] = np.nan if norm.nodata is None else norm.nodata
-    for b in plan.alpha:
-        out[b] = _nearest(raw[b], scale)
-    return out
-
-
-class _RowCache:
-    """Raw LR rows of the current stripes, kept for the nodata mask and alpha bands."""
-
-    def __init__(self) -> None:
-        self.top = 0
-        self._rows: np.ndarray | None = None
-
-    def put(self, y0: int, raw: np.ndarray) -> None:
-        if self._rows is None:
-            self.top, self._rows = y0, raw
-            return
-        bottom = self.top + self._rows.shape[1]
-        self._rows = np.concatenate([self._rows, raw[:, bottom - y0 :]], axis=1)
-
-    def take(self, r0: int, r1: int) -> np.ndarray:
-        assert self._rows is not None and r0 == self.top
-        rows, self._rows = self._rows[:, : r1 - r0], self._rows[:, r1 - r0 :]
-        self.top = r1
-        return rows
-
-
-# --------------------------------------------------------------------------- entry point
-
-
-def upscale_raster(
-    src: str | Path,
-    dst: str | Path,
-    model_fn: ModelFn,
-    scale: int,
-    tile: int = 128,
-    overlap: int = 16,
-    batch_size: int = 4,
-    progress: bool = True,
-    min_size: int = 2,
-) -> RasterInfo:
-    """Upscale the raster ``src`` by ``scale`` with ``model_fn`` and write it to ``dst``.
-
-    ``model_fn`` maps float32 (N, 3, h, w) CPU tensors in [0, 1] to
-    (N, 3, h*scale, w*scale); it is called under ``torch.inference_mode()`` on
-    batches of up to ``batch_size`` LR tiles of ``tile`` px overlapping by
-    ``overlap`` px, blended without seams.  The output format follows ``dst``'s
-    suffix (.tif/.tiff GeoTIFF written by row windows; .png/.jpg/.jpeg assembled in
-    memory).  CRS, nodata, band roles and tags are kept and the pixel size is divided
-    by ``scale``.  ``dst`` appears only when complete; on any error no output or
-    temporary file is left.
-
-    Returns the :class:`RasterInfo` of the written output.  Raises
-    :class:`RsgenError` for invalid input, options or output, and :class:`TileError`
-    (an RsgenError naming the file and LR tile window) when the model fails.
-    """
-    _check_options(scale, tile, overlap, batch_size)
-    src, dst = Path(src), Path(dst)
-    with open_raster(src, min_size=min_size) as source:
-        if dst.exists() and dst.resolve() == src.resolve():
-            raise RsgenError("output would overwrite the input", dst)
-        info = source.info
-        plan = plan_bands(info)
-        norm = fit_normalizer(source, plan)
-        grid = TileGrid.build(info.width, info.height, tile, overlap)
-        job = _Job(model_fn, scale, batch_size, plan.channel_slices(), src)
-        cache = _RowCache()
-
-        def read_stripe(y0: int) -> np.ndarray:
-            raw = source.read(Window(0, y0, info.width, grid.tile_h))
-            cache.put(y0, raw)
-            return norm.forward(raw)
-
-        with open_writer(dst, scaled_spec(info, source.metadata, scale)) as writer:
-
-            def emit(r0: int, r1: int, rows: np.ndarray) -> None:
-                writer.write_rows(_finish_rows(rows, cache.take(r0, r1), plan, norm, scale, info.dtype))
-
-            with _progress(grid.n_tiles * len(plan.groups), src.name, progress) as bar:
-                _run_stripes(grid, job, read_stripe, emit, bar)
-            return writer.commit()

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rsgen.errors import RsgenError
-from rsgen.models.frozen_base import FrozenModule
+from rsgen.models.frozen import FrozenModule
 
 DEFAULT_METRIC_EXTRACTOR = "efficientnet-lite0"
 METRIC_EXTRACTORS = ("efficientnet-lite0", "rs-scene", "inception-v3")

@@ -16,7 +16,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
 from rsgen.data.captions import (
     ZERO_SHOT_TEMPLATE,
@@ -25,10 +24,11 @@ from rsgen.data.captions import (
     scene_labels,
     zero_shot_prompt,
 )
-from rsgen.data.images import center_square, image_to_tensor
+from rsgen.data.image_batches import center_square_transform, iter_image_batches
 from rsgen.errors import RsgenError
 from rsgen.io import read_rgb_uint8
 from rsgen.models.image_text import ImageTextModel
+from rsgen.progress import progress_bar
 
 RECALL_KS = (1, 5, 10)
 
@@ -99,14 +99,14 @@ def retrieval_scores(
     return scores
 
 
-def image_batches(
+def _center_square_batches(
     paths: Sequence[Path], size: int, batch_size: int, progress: bool
 ) -> Iterator[torch.Tensor]:
-    """Image files as ``(B, 3, size, size)`` tensors in [-1, 1], ``batch_size`` at a time."""
-    starts = range(0, len(paths), batch_size)
-    for start in tqdm(starts, desc="images", disable=not progress, leave=False):
-        batch = paths[start : start + batch_size]
-        yield torch.stack([image_to_tensor(center_square(read_rgb_uint8(p), size)) for p in batch])
+    """Image files as ``(B, 3, size, size)`` tensors in [-1, 1], ``batch_size`` at a time: any
+    8-bit image read as RGB (:func:`rsgen.io.read_rgb_uint8`), its short side resized to
+    ``size`` and the centre cropped (bicubic, the preprocessing the image–text models use)."""
+    transform = center_square_transform(size)
+    return iter_image_batches(paths, transform, batch_size=batch_size, progress=progress, read=read_rgb_uint8)
 
 
 @torch.no_grad()
@@ -114,7 +114,7 @@ def embed_images(
     model: ImageTextModel, paths: Sequence[Path], batch_size: int = 32, progress: bool = True
 ) -> torch.Tensor:
     """Normalised embeddings of image files, read and encoded in batches."""
-    batches = image_batches(paths, model.image_size, batch_size, progress)
+    batches = _center_square_batches(paths, model.image_size, batch_size, progress)
     return torch.cat([model.encode_image(batch.to(model.device)).float().cpu() for batch in batches])
 
 
@@ -125,7 +125,7 @@ def embed_texts(
     """Normalised embeddings of texts, in batches."""
     chunks = []
     starts = range(0, len(texts), batch_size)
-    for start in tqdm(starts, desc="texts", disable=not progress, leave=False):
+    for start in progress_bar(starts, desc="texts", enabled=progress):
         chunks.append(model.encode_text(list(texts[start : start + batch_size])).float().cpu())
     return torch.cat(chunks)
 
@@ -171,7 +171,8 @@ def evaluate_scene_classifier(
         raise RsgenError(f"scenes the classifier does not know: {', '.join(unknown)}", data_dir)
     device = next(classifier.parameters()).device
     predictions = []
-    for images in image_batches([r.path for r in records], classifier.image_size, batch_size, progress):
+    paths = [r.path for r in records]
+    for images in _center_square_batches(paths, classifier.image_size, batch_size, progress):
         predictions += classifier(images.to(device)).argmax(dim=1).tolist()
     correct: dict[str, list[bool]] = {}
     for record, predicted in zip(records, predictions, strict=True):

@@ -4,28 +4,27 @@ Each HR image is cropped to a multiple of the scale, degraded with the project's
 bicubic downscale (:mod:`rsgen.data.degradation`), upscaled by the model and by
 bicubic, and both results are scored with PSNR/SSIM on RGB and on Y, ignoring
 ``scale`` pixels on every border (the BasicSR convention, see
-:mod:`rsgen.metrics.image_quality`).
+:mod:`rsgen.metrics.image_quality`). The command line prints the result as a table
+(:mod:`rsgen.cli.tables`) or as JSON (:meth:`SREvalResult.to_dict`).
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
-from rich.console import Console
-from rich.progress import track
-from rich.table import Table
 
 from rsgen.data.degradation import bicubic_downscale, bicubic_upscale, crop_to_multiple
 from rsgen.errors import RsgenError
 from rsgen.io import read_rgb_uint8
 from rsgen.metrics.image_quality import SSIM_WINDOW, psnr, ssim
+from rsgen.progress import progress_bar
 
 UpscaleFn = Callable[[np.ndarray], np.ndarray]
 
@@ -138,55 +137,30 @@ def evaluate_sr(
     paths = [Path(p) for p in hr_paths]
     if not paths:
         raise RsgenError("no HR images to evaluate")
-    model_scores: list[SRScore] = []
-    bicubic_scores: list[SRScore] = []
-    per_image: list[dict] = []
-    total_seconds = 0.0
-    for path in _iterate(paths, progress, f"Evaluating {model_name} x{scale}"):
-        hr = _load_hr(path, scale)
-        lr = bicubic_downscale(hr, scale)
-        bicubic_sr = np.asarray(bicubic_upscale(lr, scale))
-        hr_arr = np.asarray(hr)
-        model_sr, seconds = _run_model(upscale_fn, np.array(lr), hr_arr.shape, path)
-        model_scores.append(SRScore.measure(model_sr, hr_arr, scale))
-        bicubic_scores.append(SRScore.measure(bicubic_sr, hr_arr, scale))
-        total_seconds += seconds
-        per_image.append(_per_image_entry(path, hr, seconds, model_scores[-1], bicubic_scores[-1]))
+    bar = progress_bar(paths, desc=f"Evaluating {model_name} x{scale}", enabled=progress, unit="img")
+    with bar:
+        per_image = [_evaluate_one(path, scale, upscale_fn) for path in bar]
     return SREvalResult(
         scale=scale,
         num_images=len(paths),
         model_name=model_name,
-        model=SRScore.mean(model_scores),
-        bicubic=SRScore.mean(bicubic_scores),
-        seconds_per_image=total_seconds / len(paths),
+        model=SRScore.mean([SRScore(**item["model"]) for item in per_image]),
+        bicubic=SRScore.mean([SRScore(**item["bicubic"]) for item in per_image]),
+        seconds_per_image=sum(item["seconds"] for item in per_image) / len(paths),
         per_image=per_image,
     )
 
 
-def format_sr_table(result: SREvalResult) -> Table:
-    """A rich table: rows bicubic and the model, columns PSNR/SSIM on RGB and Y."""
-    table = Table(
-        title=f"Super-resolution x{result.scale}",
-        caption=_caption(result),
-    )
-    table.add_column("Method")
-    for header in ("PSNR RGB (dB)", "SSIM RGB", "PSNR Y (dB)", "SSIM Y"):
-        table.add_column(header, justify="right")
-    table.add_row("bicubic", *_score_cells(result.bicubic))
-    table.add_row(result.model_name, *_score_cells(result.model), style="bold")
-    return table
-
-
-def print_sr_table(result: SREvalResult, console: Console | None = None) -> None:
-    """Print :func:`format_sr_table` to ``console`` (a new stdout console by default)."""
-    (console or Console()).print(format_sr_table(result))
-
-
-def _iterate(paths: list[Path], progress: bool, description: str) -> Iterable[Path]:
-    """Wrap ``paths`` in a transient rich progress bar when ``progress`` is set."""
-    if not progress:
-        return paths
-    return track(paths, description=description, transient=True)
+def _evaluate_one(path: Path, scale: int, upscale_fn: UpscaleFn) -> dict[str, Any]:
+    """Degrade one HR image, upscale it with the model and with bicubic, and score both."""
+    hr = _load_hr(path, scale)
+    lr = bicubic_downscale(hr, scale)
+    bicubic_sr = np.asarray(bicubic_upscale(lr, scale))
+    hr_arr = np.asarray(hr)
+    model_sr, seconds = _run_model(upscale_fn, np.array(lr), hr_arr.shape, path)
+    model = SRScore.measure(model_sr, hr_arr, scale)
+    bicubic = SRScore.measure(bicubic_sr, hr_arr, scale)
+    return _per_image_entry(path, hr, seconds, model, bicubic)
 
 
 def _load_hr(path: Path, scale: int) -> Image.Image:
@@ -244,18 +218,3 @@ def _json_float(value: float, digits: int) -> float | None:
     """``value`` rounded to ``digits`` decimals, or None if it is not finite."""
     value = float(value)
     return round(value, digits) if math.isfinite(value) else None
-
-
-def _score_cells(score: SRScore) -> list[str]:
-    """Table cells for one row."""
-    return [f"{score.psnr_rgb:.2f}", f"{score.ssim_rgb:.4f}", f"{score.psnr_y:.2f}", f"{score.ssim_y:.4f}"]
-
-
-def _caption(result: SREvalResult) -> str:
-    """One-line summary under the table."""
-    noun = "image" if result.num_images == 1 else "images"
-    return (
-        f"{result.num_images} {noun}, x{result.scale}, border {result.scale} px ignored; "
-        f"gain over bicubic {result.gain_db_rgb:+.2f} dB RGB / {result.gain_db_y:+.2f} dB Y; "
-        f"{result.seconds_per_image * 1000:.1f} ms per image"
-    )

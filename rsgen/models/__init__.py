@@ -1,28 +1,12 @@
-"""Networks. One file per architecture; :func:`build_model` builds one from its config dict."""
+"""Networks, one file per architecture. Each stored network is a
+:class:`~rsgen.models.pretrained.PretrainedModel`; :mod:`rsgen.models.loading` builds or loads
+any of them by name."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from torch import nn
-
 from rsgen.models.degan_discriminator import DEGANDiscriminator, DiscriminatorConfig
 from rsgen.models.degan_generator import DEGANConfig, DEGANGenerator
-
-MODEL_REGISTRY: dict[str, tuple[type, type]] = {
-    "degan_generator": (DEGANConfig, DEGANGenerator),
-    "degan_discriminator": (DiscriminatorConfig, DEGANDiscriminator),
-}
-
-
-def build_model(config: dict[str, Any]) -> nn.Module:
-    """Build a registered network from a config dict whose ``name`` picks the architecture."""
-    name = config.get("name")
-    if name not in MODEL_REGISTRY:
-        raise ValueError(f"unknown model name {name!r}; known: {', '.join(MODEL_REGISTRY)}")
-    config_cls, model_cls = MODEL_REGISTRY[name]
-    return model_cls(config_cls.from_dict(config))
-
+from rsgen.models.loading import build_model, load_image_text_model
 
 __all__ = [
     "DEGANConfig",
@@ -30,4 +14,5 @@ __all__ = [
     "DEGANGenerator",
     "DiscriminatorConfig",
     "build_model",
+    "load_image_text_model",
 ]

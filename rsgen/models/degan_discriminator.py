@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from rsgen.config import ComponentConfig
+from rsgen.models.pretrained import PretrainedModel
 
 
 @dataclass
@@ -25,8 +26,10 @@ class DiscriminatorConfig(ComponentConfig):
     negative_slope: float = 0.2
 
 
-class DEGANDiscriminator(nn.Module):
+class DEGANDiscriminator(PretrainedModel):
     """Image (N, 3, H, W) in [-1, 1] -> real/fake logit (N,)."""
+
+    config_class = DiscriminatorConfig
 
     def __init__(self, config: DiscriminatorConfig) -> None:
         super().__init__()

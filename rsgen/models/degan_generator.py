@@ -19,7 +19,8 @@ from torch.nn import functional as F
 
 from rsgen.config import ComponentConfig
 from rsgen.models.blocks import ResidualBlock, build_attention, conv_relu_stack
-from rsgen.models.degan_unet import DiffusionUNet
+from rsgen.models.degan_refiner import RefinerUNet
+from rsgen.models.pretrained import PretrainedModel
 
 SUPPORTED_SCALES = (2, 4)
 
@@ -60,8 +61,10 @@ class DEGANConfig(ComponentConfig):
             raise ValueError(f"t_train must be 'uniform' or 'fixed', got {self.t_train!r}")
 
 
-class DEGANGenerator(nn.Module):
+class DEGANGenerator(PretrainedModel):
     """Maps LR images in [-1, 1] (N, 3, h, w) to SR images in [-1, 1] (N, 3, h*s, w*s)."""
+
+    config_class = DEGANConfig
 
     def __init__(self, config: DEGANConfig) -> None:
         super().__init__()
@@ -82,7 +85,7 @@ class DEGANGenerator(nn.Module):
             ]
         )
         self.diffusion = (
-            DiffusionUNet(
+            RefinerUNet(
                 c,
                 c,
                 config.unet_base,

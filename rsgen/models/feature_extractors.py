@@ -13,9 +13,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from rsgen.checkpoint import read_weights_file
 from rsgen.errors import RsgenError
 from rsgen.models.efficientnet_lite0 import load_imagenet_efficientnet_lite0, to_efficientnet_input
-from rsgen.models.frozen_base import FrozenModule
+from rsgen.models.frozen import FrozenModule
 
 # Output of these EfficientNet-Lite0 blocks (strides 4, 8 and 16: low-, mid- and high-level).
 EFFICIENTNET_LITE0_LAYERS = (2, 4, 10)
@@ -95,7 +96,7 @@ class VGG19Features(FeatureExtractor):
     def __init__(self, weights: str | Path, layers: tuple[int, ...] = VGG19_LAYERS) -> None:
         super().__init__()
         self.features = vgg19_features()[: max(layers) + 1]
-        state = _load_torch_state(weights)
+        state = read_weights_file(weights)
         state = {k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")}
         wanted = self.features.state_dict()
         missing = [k for k in wanted if k not in state or state[k].shape != wanted[k].shape]
@@ -115,25 +116,6 @@ class VGG19Features(FeatureExtractor):
             if index in self.layers:
                 features.append(x)
         return features
-
-
-def _load_torch_state(path: str | Path) -> dict[str, torch.Tensor]:
-    path = Path(path)
-    if not path.is_file():
-        raise RsgenError("weight file not found", path)
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            return load_file(str(path))
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any failure to parse is a bad user file
-        raise RsgenError(f"cannot read weight file ({type(exc).__name__}: {exc})", path) from exc
-    if isinstance(state, dict) and "state_dict" in state:
-        state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise RsgenError("weight file does not hold a state dict", path)
-    return state
 
 
 def build_feature_extractor(name: str, weights: str | Path | None = None) -> FeatureExtractor:

@@ -13,17 +13,10 @@ differentiably, so editing can take gradients of a text–image similarity w.r.t
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-from rsgen.errors import RsgenError
-
-DEFAULT_IMAGE_TEXT_MODEL = "rs-clip"
-# Weight files of an open_clip Hugging Face hub folder (with open_clip_config.json beside them).
-OPEN_CLIP_HUB_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
 
 
 class ImageTextModel(nn.Module):
@@ -78,23 +71,3 @@ def resize_center_crop(images: torch.Tensor, size: int) -> torch.Tensor:
         top, left = (new_h - size) // 2, (new_w - size) // 2
         images = images[..., top : top + size, left : left + size]
     return images
-
-
-def load_image_text_model(
-    name_or_path: str | Path = DEFAULT_IMAGE_TEXT_MODEL, device: str | torch.device = "cpu"
-) -> ImageTextModel:
-    """A shipped model name (``rs-clip``), an rsgen model folder, a local open_clip / OpenAI-CLIP
-    weight file (``.pt``, ``.pth``, ``.bin``, ``.safetensors``) or an open_clip hub folder."""
-    path = Path(name_or_path)
-    hub_files = [path / name for name in OPEN_CLIP_HUB_FILES if (path / name).is_file()]
-    if path.is_file() or hub_files:
-        from rsgen.models.open_clip import OpenCLIPModel
-
-        model: ImageTextModel = OpenCLIPModel.from_file(path if path.is_file() else hub_files[0])
-    elif path.exists() and not path.is_dir():
-        raise RsgenError("not a regular file", path)
-    else:
-        from rsgen.models.rs_clip import RSCLIP
-
-        model = RSCLIP.from_pretrained(name_or_path)
-    return model.to(device).eval()

@@ -26,15 +26,15 @@ comparable with pytorch-fid, and only approximately with TF FID or torch-fidelit
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rsgen.checkpoint import read_weights_file
 from rsgen.errors import RsgenError
-from rsgen.models.frozen_base import FrozenModule
+from rsgen.models.frozen import FrozenModule
 
 FID_WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth"
 INPUT_SIZE = 299
@@ -211,7 +211,7 @@ class InceptionV3FID(FrozenModule):
         state dict that does not match this architecture exactly.
         """
         net = cls()
-        net.load_state_dict(_checked_state(net, _read_state(path), path), strict=True)
+        net.load_state_dict(_checked_state(net, read_weights_file(path), path), strict=True)
         return net.freeze()
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
@@ -249,39 +249,6 @@ def _resize(images: torch.Tensor) -> torch.Tensor:
     # Bilinear interpolation is affine, so resizing in [-1, 1] equals pytorch-fid's resize in
     # [0, 1] followed by 2x - 1 (up to float rounding).
     return F.interpolate(images, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False)
-
-
-def _read_state(path: str | Path) -> dict[str, object]:
-    """Read a state dict from ``.pt``/``.pth`` (``weights_only=True``) or ``.safetensors``."""
-    path = Path(path)
-    if path.is_dir():
-        raise RsgenError("is a directory, expected an Inception weight file", path)
-    if not path.is_file():
-        raise RsgenError("Inception weight file not found", path)
-    if path.stat().st_size == 0:
-        raise RsgenError("cannot read weight file (it is empty)", path)
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state = load_file(str(path))
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any failure to parse is a bad user file
-        raise RsgenError(f"cannot read weight file ({_describe(exc)})", path) from exc
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise RsgenError(f"weight file holds a {type(state).__name__}, not a state dict", path)
-    return state
-
-
-def _describe(exc: Exception) -> str:
-    """One line about a load failure, without torch's advice to retry with ``weights_only=False``."""
-    if isinstance(exc, pickle.UnpicklingError):
-        return "not a torch weight file, or it holds objects other than tensors"
-    detail = (str(exc).strip().splitlines() or [""])[0].split(". ")[0][:200]
-    return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
 
 
 def _checked_state(net: nn.Module, state: dict[str, object], path: str | Path) -> dict[str, torch.Tensor]:

@@ -21,10 +21,10 @@ from torch import nn
 from rsgen.config import ComponentConfig
 from rsgen.models.efficientnet_lite0 import FEATURE_DIM as IMAGE_FEATURE_DIM
 from rsgen.models.efficientnet_lite0 import IMAGE_SIZE, EfficientNetLite0Trunk
-from rsgen.models.frozen_base import FrozenBackboneModel
 from rsgen.models.image_text import ImageTextModel, resize_center_crop
 from rsgen.models.minilm import FEATURE_DIM as TEXT_FEATURE_DIM
 from rsgen.models.minilm import MiniLMTextEncoder
+from rsgen.models.pretrained import PretrainedModel
 
 MAX_LOGIT_SCALE = math.log(100.0)
 
@@ -53,7 +53,7 @@ def projection_head(kind: str, in_dim: int, out_dim: int, hidden: int, dropout: 
     raise ValueError(f"unknown head kind {kind!r} (linear or mlp)")
 
 
-class RSCLIP(FrozenBackboneModel, ImageTextModel):
+class RSCLIP(PretrainedModel, ImageTextModel):
     """EfficientNet-Lite0 + MiniLM towers with trained projection heads (see module docstring)."""
 
     image_size = IMAGE_SIZE
@@ -82,7 +82,7 @@ class RSCLIP(FrozenBackboneModel, ImageTextModel):
         """``exp(logit_scale)`` capped at 100, as in CLIP."""
         return self.logit_scale.clamp(max=MAX_LOGIT_SCALE).exp()
 
-    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+    def saved_state_dict(self) -> dict[str, torch.Tensor]:
         """What training changes and a shipped model stores."""
         state = {f"image_tower.{k}": v for k, v in self.image_tower.tuned_state_dict().items()}
         state.update({f"image_head.{k}": v for k, v in self.image_head.state_dict().items()})

@@ -4,7 +4,7 @@ It is the offline analogue of the Inception-v3 that the RSICD text-to-image prot
 (Txt2Img-MHN) fine-tunes on the RSICD scenes and uses for both IS and FID: its pooled 1280-d
 features give ``FD[rs-scene]``/``KID[rs-scene]`` and its 30-way softmax ``IS[rs-scene]``.
 Trained with ``rsgen train rs-scene``; the shipped weights hold the fine-tuned last blocks and
-the classifier only (see :mod:`rsgen.models.frozen_base`).
+the classifier only (see :mod:`rsgen.models.pretrained`).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from torch import nn
 
 from rsgen.config import ComponentConfig
 from rsgen.models.efficientnet_lite0 import FEATURE_DIM, IMAGE_SIZE, EfficientNetLite0Trunk
-from rsgen.models.frozen_base import FrozenBackboneModel
 from rsgen.models.image_text import resize_center_crop
+from rsgen.models.pretrained import PretrainedModel
 
 
 @dataclass
@@ -30,7 +30,7 @@ class SceneClassifierConfig(ComponentConfig):
     dropout: float = 0.2
 
 
-class SceneClassifier(FrozenBackboneModel):
+class SceneClassifier(PretrainedModel):
     """Images in [-1, 1] (any size) → scene logits; :meth:`features` gives the pooled features."""
 
     config_class = SceneClassifierConfig
@@ -60,7 +60,7 @@ class SceneClassifier(FrozenBackboneModel):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.classify_features(self.features(images))
 
-    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+    def saved_state_dict(self) -> dict[str, torch.Tensor]:
         state = {f"trunk.{k}": v for k, v in self.trunk.tuned_state_dict().items()}
         state.update({f"fc.{k}": v for k, v in self.fc.state_dict().items()})
         return state

@@ -18,12 +18,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from rsgen.checkpoint import CONFIG_NAME, load_pretrained, read_pretrained_config
-from rsgen.device import resolve_device
+from rsgen.checkpoint import CONFIG_NAME, read_component_config
 from rsgen.errors import RsgenError
-from rsgen.hub import resolve_model_path
 from rsgen.io import RasterInfo, list_images, read_raster_info, upscale_array, upscale_raster
-from rsgen.models import DEGANConfig, DEGANGenerator
+from rsgen.models import DEGANGenerator
+from rsgen.pipelines.base import MODEL_INDEX_NAME, Pipeline, as_rgb_array
+from rsgen.shipped import resolve_model_path
 
 DEFAULT_MODEL = "degan-x4"
 # Default HR tile side: 4096 bottleneck tokens. Measured on 2 CPU cores (degan-cpu, x4), a
@@ -32,7 +32,7 @@ HR_TILE = 256
 GENERATOR_NAME = "degan_generator"
 
 
-class SuperResolver:
+class SuperResolver(Pipeline):
     """Tiled super-resolution with a DEGAN generator.
 
     Args:
@@ -48,7 +48,11 @@ class SuperResolver:
             instructions (avx512_bf16/AMX) it is ~2x faster for the same PSNR to 1e-3 dB (see
             benchmarks/); without them it is emulated and far slower.
         name: shown in evaluation tables and JSON.
+        progress: show progress bars for files and folders (default of their ``progress``).
     """
+
+    pipeline_name = "super_resolution"
+    component_classes = {"generator": DEGANGenerator}
 
     def __init__(
         self,
@@ -60,10 +64,10 @@ class SuperResolver:
         channels_last: bool = False,
         bf16: bool = False,
         name: str = "custom",
+        progress: bool = True,
     ) -> None:
-        self.device = resolve_device(device)
-        self.generator = generator.to(self.device).eval()
-        self.bf16 = bf16
+        super().__init__(device, bf16, progress)
+        self.generator = self.place(generator.float())
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         if channels_last:
             self.generator = self.generator.to(memory_format=torch.channels_last)
@@ -76,15 +80,14 @@ class SuperResolver:
     ) -> SuperResolver:
         """Load a shipped model by name or a saved folder; ``scale`` (if given) must match it."""
         path = resolve_model_path(name_or_path)
-        _check_model_config(path, scale)
-        model, _ = load_pretrained(path)
-        generator = model.float()
-        return cls(generator, name=kwargs.pop("name", Path(str(name_or_path)).name), **kwargs)
+        _check_model_config(path / "generator" if (path / MODEL_INDEX_NAME).is_file() else path, scale)
+        kwargs.setdefault("name", Path(str(name_or_path)).name)
+        return super().from_pretrained(path, **kwargs)
 
     @classmethod
     def from_config(cls, config: dict[str, Any], **kwargs: Any) -> SuperResolver:
         """A randomly initialised generator from a ``model:`` config section (benchmarks, tests)."""
-        return cls(DEGANGenerator(DEGANConfig.from_dict(config)), **kwargs)
+        return cls(DEGANGenerator.from_config(config), **kwargs)
 
     @property
     def scale(self) -> int:
@@ -94,16 +97,14 @@ class SuperResolver:
     def upscale_tensor(self, x: torch.Tensor) -> torch.Tensor:
         """(N, 3, h, w) float in [0, 1] -> (N, 3, h*s, w*s) in [0, 1] on the CPU, one forward pass."""
         x = x.to(self.device, torch.float32).contiguous(memory_format=self.memory_format)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+        with self.autocast():
             y = self.generator(x * 2 - 1)
         return ((y.float() + 1) / 2).clamp(0, 1).cpu()
 
     def __call__(self, image: Image.Image | np.ndarray, progress: bool = False) -> Image.Image | np.ndarray:
         """Super-resolve an RGB image (PIL, or uint8 array H x W x 3), tiled; returns the same type."""
         is_pil = isinstance(image, Image.Image)
-        array = np.asarray(image.convert("RGB")) if is_pil else np.asarray(image)
-        if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8:
-            raise RsgenError(f"expected an RGB uint8 image (H, W, 3), got {array.dtype} {array.shape}")
+        array = as_rgb_array(image)
         out = upscale_array(
             array,
             self.upscale_tensor,
@@ -115,7 +116,7 @@ class SuperResolver:
         )
         return Image.fromarray(out) if is_pil else out
 
-    def upscale_file(self, src: str | Path, dst: str | Path, progress: bool = True) -> RasterInfo:
+    def upscale_file(self, src: str | Path, dst: str | Path, progress: bool | None = None) -> RasterInfo:
         """Super-resolve one raster file (GeoTIFF keeps its georeferencing), atomically."""
         return upscale_raster(
             src,
@@ -125,7 +126,7 @@ class SuperResolver:
             tile=self.tile,
             overlap=self.overlap,
             batch_size=self.batch_size,
-            progress=progress,
+            progress=self.progress if progress is None else progress,
         )
 
     def upscale_folder(
@@ -135,7 +136,7 @@ class SuperResolver:
         suffix: str | None = None,
         rank: int = 0,
         world_size: int = 1,
-        progress: bool = True,
+        progress: bool | None = None,
         on_done: Callable[[Path, Path, RasterInfo], None] | None = None,
         check_first: bool = True,
     ) -> list[Path]:
@@ -188,7 +189,7 @@ def plan_folder(
 
 def _check_model_config(path: Path, scale: int | None) -> None:
     """Reject a model folder of another architecture or scale before reading its weights."""
-    model = read_pretrained_config(path)["model"]
+    model = read_component_config(path)["model"]
     name = model.get("name")
     if name != GENERATOR_NAME:
         raise RsgenError(

@@ -29,6 +29,20 @@ class DistContext:
     def distributed(self) -> bool:
         return self.world_size > 1
 
+    def wrap(self, module: torch.nn.Module, **ddp_options: object) -> torch.nn.Module:
+        """``module`` itself in one process; under torchrun a ``DistributedDataParallel`` around it
+        (on this rank's GPU, if any), which averages gradients over the ranks in ``backward``.
+
+        Train through the returned module; keep the bare one for checkpoints, evaluation, EMA
+        and export (same parameters, no ``module.`` prefix in their names).
+        """
+        if not self.distributed:
+            return module
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return DistributedDataParallel(module, device_ids=ids, **ddp_options)
+
     def barrier(self) -> None:
         if self.distributed:
             dist.barrier()

@@ -2,29 +2,34 @@
 
 It owns what every task shares: process group, per-step seeding (so ``--resume`` replays
 exactly), logging to ``log.jsonl``, periodic atomic checkpoints, validation, the export of
-the best and final weights, and a progress bar. The task (picked by ``config['task']``)
-owns models, losses and data.
+the best (by the task's ``selection_metric``, higher or lower per its ``selection_mode``) and
+final weights, the task's weight average (EMA: updated after every step, used for validation
+and exports, checkpointed), and a progress bar. The task (picked by ``config['task']``, see
+:mod:`rsgen.train.tasks`) owns models, losses and data.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import signal
-import sys
 import threading
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import yaml
-from tqdm import tqdm
 
 from rsgen.checkpoint import load_training_state, save_training_state
 from rsgen.errors import RsgenError
+from rsgen.progress import progress_bar
 from rsgen.train.distributed import DistContext, init_distributed, shutdown_distributed
+from rsgen.train.ema import PREFIX as EMA_PREFIX
 from rsgen.train.tasks import TrainTask, build_task
+from rsgen.train.tasks.base import selection_mode_of
 
 CHECKPOINT_NAME = "checkpoint.safetensors"
 LOG_NAME = "log.jsonl"
@@ -68,10 +73,14 @@ def _train(
     seed = int(config.get("seed", 0))
     torch.manual_seed(seed)  # identical initial weights on every rank
     task = build_task(config, ctx)
+    mode = selection_mode_of(task)
+    ema = getattr(task, "ema", None)
     start = 0
     if resume and checkpoint.exists():
         tensors, meta = load_training_state(checkpoint)
         task.load_state(tensors, meta["task"])
+        if ema is not None:
+            ema.load_state(tensors)  # none saved (older checkpoint, EMA just turned on): restart
         start = int(meta["step"])
     end = task.total_steps if max_steps is None else min(int(max_steps), task.total_steps)
     train_cfg = config["train"]
@@ -91,15 +100,9 @@ def _train(
             "threads": torch.get_num_threads(),
         }
     )
-    best = _best_score(run_dir / "best" / "config.json", task.selection_metric)
-    bar = tqdm(
-        total=end,
-        initial=start,
-        desc="train",
-        disable=not (progress and ctx.is_main),
-        mininterval=2.0,
-        file=sys.stderr,
-        dynamic_ncols=True,
+    best = _best_score(run_dir / "best" / "config.json", task.selection_metric, mode)
+    bar = progress_bar(
+        total=end, initial=start, desc="train", enabled=progress and ctx.is_main, mininterval=2.0, leave=True
     )
     tic, done = time.perf_counter(), 0
     stop = _StopRequest()
@@ -110,6 +113,8 @@ def _train(
             return _stop_early(task, ctx, log, run_dir, checkpoint, step, best)
         torch.manual_seed(step_seed(seed, ctx.rank, step))
         logs = task.train_step(step)
+        if ema is not None:
+            ema.update(step)
         done += 1
         bar.update(1)
         number = step + 1
@@ -128,7 +133,8 @@ def _train(
     checksums = [row[0] for row in ctx.all_gather_floats([task.weight_checksum()])]
     summary = {"event": "end", "step": end, "world_size": ctx.world_size, "rank_checksums": checksums}
     if ctx.is_main:
-        task.export(run_dir / "final", {"training": {"step": end, "config": config}})
+        with _averaged(task):
+            task.export(run_dir / "final", {"training": {"step": end, "config": config}})
     log.write(summary)
     ctx.barrier()
     return summary
@@ -170,33 +176,58 @@ class _StopRequest:
         self._previous = {}
 
 
+def _averaged(task: TrainTask):
+    """A context in which the task's model holds its EMA weights (when it keeps an EMA)."""
+    ema = getattr(task, "ema", None)
+    return nullcontext() if ema is None else ema.averaged_weights()
+
+
 def _validate(
     task: TrainTask, ctx: DistContext, log: _Logger, run_dir: Path, step: int, best: float
 ) -> float:
-    """Validate on rank 0 and export ``best/`` when the val gain improves."""
+    """Validate on rank 0 (with the EMA weights, if any) and export ``best/`` when the task's
+    selection metric improves on ``best``; returns the new best."""
     if ctx.is_main:
-        metrics = task.evaluate()
-        if metrics:
-            log.write({"step": step, "event": "eval", **metrics})
-            score = metrics.get(task.selection_metric, float("-inf"))
-            if score > best:
-                best = score
-                task.export(run_dir / "best", {"training": {"step": step, **metrics}})
+        mode = selection_mode_of(task)
+        with _averaged(task):
+            metrics = task.evaluate()
+            if metrics:
+                log.write({"step": step, "event": "eval", **metrics})
+                score = metrics.get(task.selection_metric)
+                if score is not None and _improves(float(score), best, mode):
+                    best = float(score)
+                    task.export(run_dir / "best", {"training": {"step": step, **metrics}})
     ctx.barrier()
     return best
+
+
+def _improves(score: float, best: float, mode: str) -> bool:
+    if math.isnan(score):
+        return False
+    return score < best if mode == "min" else score > best
 
 
 def _save_checkpoint(task: TrainTask, ctx: DistContext, path: Path, step: int) -> None:
     if ctx.is_main:
         tensors, meta = task.state_tensors()
+        ema = getattr(task, "ema", None)
+        if ema is not None:
+            clash = [k for k in tensors if k.startswith(EMA_PREFIX)]
+            if clash:
+                raise ValueError(f"task state tensor names may not start with {EMA_PREFIX!r}: {clash[0]}")
+            tensors = {**tensors, **ema.state_tensors()}
         save_training_state(path, tensors, {"step": step, "task": meta})
     ctx.barrier()
 
 
-def _best_score(config_path: Path, metric: str) -> float:
+def _best_score(config_path: Path, metric: str, mode: str = "max") -> float:
+    """The selection score of the ``best/`` export already in the run folder (a resumed run
+    keeps it unless it beats it), or the worst possible score."""
+    worst = float("inf") if mode == "min" else float("-inf")
     if not config_path.exists():
-        return float("-inf")
-    return float(json.loads(config_path.read_text()).get("training", {}).get(metric, float("-inf")))
+        return worst
+    value = json.loads(config_path.read_text()).get("training", {}).get(metric)
+    return worst if value is None else float(value)
 
 
 class _Logger:

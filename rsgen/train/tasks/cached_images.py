@@ -1,6 +1,7 @@
 """What the ``rs_clip`` and ``scene_classifier`` tasks share: captioned images of one split, a
 held-out validation part, cached EfficientNet-Lite0 feature maps of augmented views (see
-:mod:`rsgen.data.feature_cache`), AdamW with warm-up + cosine LR, and checkpoint state.
+:mod:`rsgen.train.feature_cache`), AdamW with warm-up + cosine LR (``train.grad_clip`` and
+``train.ema_decay`` apply), and checkpoint state.
 
 Every step draws ``batch_size`` distinct images and one random cached view of each, so what a
 step sees depends only on (seed, step): ``--resume`` replays exactly. These tasks run in one
@@ -17,12 +18,14 @@ from torch import nn
 
 from rsgen.checkpoint import optimizer_from_tensors, optimizer_to_tensors
 from rsgen.data.captions import holdout_split, read_caption_records
-from rsgen.data.feature_cache import CACHE_BLOCK, cached_feature_maps, derived_features
 from rsgen.data.paths import resolve_data_path
 from rsgen.errors import RsgenError
 from rsgen.models.efficientnet_lite0 import EfficientNetLite0Trunk
 from rsgen.train.distributed import DistContext
+from rsgen.train.ema import EMA
+from rsgen.train.feature_cache import CACHE_BLOCK, cached_feature_maps, derived_features
 from rsgen.train.schedules import set_lr, warmup_cosine
+from rsgen.train.tasks.base import grad_clip_of, optimizer_step
 
 MAX_TUNED_BLOCKS = 16 - CACHE_BLOCK
 
@@ -31,6 +34,7 @@ class CachedImageTask:
     """Base of tasks whose image tower is an :class:`EfficientNetLite0Trunk` fed from the cache."""
 
     selection_metric = "val_score"
+    selection_mode = "max"
 
     def __init__(
         self, config: dict[str, Any], ctx: DistContext, model: nn.Module, trunk: EfficientNetLite0Trunk
@@ -62,6 +66,8 @@ class CachedImageTask:
         self.optimizer = torch.optim.AdamW(
             _param_groups(model, float(train.get("weight_decay", 0.0))), lr=self.lr[0], betas=(0.9, 0.999)
         )
+        self.grad_clip = grad_clip_of(train)
+        self.ema = EMA.from_config(self.model, train)
 
     def _frozen_inputs(self, paths: list[Path], views: int) -> torch.Tensor:
         """Cached inputs of the tuned part for every view: block-``CACHE_BLOCK`` maps, run through
@@ -93,25 +99,23 @@ class CachedImageTask:
         base, warmup, final = self.lr
         lr = warmup_cosine(base, step, warmup, self.total_steps, final)
         set_lr(self.optimizer, lr)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
+        optimizer_step(self.optimizer, loss, self.grad_clip)
         return lr
 
     def state_tensors(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-        tensors = {f"model.{k}": v for k, v in self.model.trainable_state_dict().items()}
+        tensors = {f"model.{k}": v for k, v in self.model.saved_state_dict().items()}
         opt, groups = optimizer_to_tensors(self.optimizer, "opt")
         tensors.update(opt)
         return tensors, {"groups": groups}
 
     def load_state(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
         state = {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}
-        self.model.load_trainable_state(state, "checkpoint")
+        self.model.load_saved_state(state, "checkpoint")
         optimizer_from_tensors(self.optimizer, tensors, "opt", meta["groups"])
 
     @torch.no_grad()
     def weight_checksum(self) -> float:
-        values = self.model.trainable_state_dict().values()
+        values = self.model.saved_state_dict().values()
         return float(sum((v.double() * (i + 1)).sum() for i, v in enumerate(values)))
 
     def export(self, directory: str | Path, extra: dict[str, Any]) -> None:

@@ -17,10 +17,10 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from rsgen.data.captions import caption_queries, scene_labels, unique_captions, zero_shot_prompt
-from rsgen.data.feature_cache import cache_root
 from rsgen.metrics.retrieval import retrieval_scores
 from rsgen.models.rs_clip import RSCLIP, RSCLIPConfig
 from rsgen.train.distributed import DistContext
+from rsgen.train.feature_cache import cache_root
 from rsgen.train.tasks.cached_images import CachedImageTask
 
 

@@ -2,6 +2,8 @@
 
 Generator loss in the GAN phase: 0.5 * MSE + 0.5 * perceptual (Charbonnier on deep
 features) + 0.1 * BCE adversarial; the discriminator minimises BCE on real vs generated HR.
+``train.grad_clip`` clips both networks' updates; ``train.ema_decay`` averages the generator
+(validation and exports then use the average).
 """
 
 from __future__ import annotations
@@ -13,9 +15,8 @@ import numpy as np
 import torch
 from PIL import Image
 from torch.nn import functional as F
-from torch.nn.parallel import DistributedDataParallel
 
-from rsgen.checkpoint import optimizer_from_tensors, optimizer_to_tensors, save_pretrained
+from rsgen.checkpoint import optimizer_from_tensors, optimizer_to_tensors
 from rsgen.data.degradation import bicubic_downscale, bicubic_upscale, crop_to_multiple
 from rsgen.data.images import image_to_tensor, tensor_to_image
 from rsgen.data.paths import resolve_data_path
@@ -25,14 +26,17 @@ from rsgen.metrics import psnr
 from rsgen.models import DEGANConfig, DEGANDiscriminator, DEGANGenerator, DiscriminatorConfig
 from rsgen.models.feature_extractors import build_feature_extractor
 from rsgen.train.distributed import DistContext
+from rsgen.train.ema import EMA
 from rsgen.train.losses import PerceptualLoss, adversarial_loss
 from rsgen.train.schedules import set_lr, step_decay
+from rsgen.train.tasks.base import grad_clip_of, optimizer_step
 
 
 class SuperResolutionTask:
     """Owns the generator, discriminator, optimizers and data of a DEGAN training run."""
 
     selection_metric = "val_gain_db"
+    selection_mode = "max"
 
     def __init__(self, config: dict[str, Any], ctx: DistContext) -> None:
         self.config, self.ctx = config, ctx
@@ -41,6 +45,7 @@ class SuperResolutionTask:
         self.total_steps = self.warmup_steps + int(train["gan_steps"])
         self.batch_size = max(int(train["batch_size"]) // ctx.world_size, 1)
         self.loss_weights = loss
+        self.grad_clip = grad_clip_of(train)
         device = ctx.device
 
         self.generator = DEGANGenerator(DEGANConfig.from_dict(config["model"])).to(device)
@@ -48,7 +53,8 @@ class SuperResolutionTask:
             self.generator.parameters(), lr=train["lr"], betas=tuple(train["betas"])
         )
         self.lr_schedule = (float(train["lr"]), list(train["lr_milestones"]), float(train["lr_gamma"]))
-        self.g_train = self._wrap(self.generator)
+        self.g_train = ctx.wrap(self.generator)
+        self.ema = EMA.from_config(self.generator, train)
 
         self.discriminator = self.d_opt = self.perceptual = None
         if self.total_steps > self.warmup_steps:
@@ -58,7 +64,7 @@ class SuperResolutionTask:
             self.d_opt = torch.optim.Adam(
                 self.discriminator.parameters(), lr=train["lr"], betas=tuple(train["betas"])
             )
-            self.d_train = self._wrap(self.discriminator)
+            self.d_train = ctx.wrap(self.discriminator)
             features = build_feature_extractor(loss["perceptual_network"], loss.get("perceptual_weights"))
             self.perceptual = PerceptualLoss(features).to(device)
 
@@ -76,12 +82,6 @@ class SuperResolutionTask:
             files = list_images(resolve_data_path(data["val"], root))
             stride = max(len(files) // int(data.get("val_images", 14)), 1)
             self.val_files = files[::stride][: int(data.get("val_images", 14))]
-
-    def _wrap(self, module: torch.nn.Module) -> torch.nn.Module:
-        if not self.ctx.distributed:
-            return module
-        ids = [self.ctx.device.index] if self.ctx.device.type == "cuda" else None
-        return DistributedDataParallel(module, device_ids=ids)
 
     def train_step(self, step: int) -> dict[str, float]:
         """One optimisation step on the batch that belongs to ``step``."""
@@ -101,10 +101,8 @@ class SuperResolutionTask:
 
     def _warmup_step(self, lr: torch.Tensor, hr: torch.Tensor) -> dict[str, float]:
         loss = F.mse_loss(self.g_train(lr), hr)
-        self.g_opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.g_opt.step()
-        return {"content": loss.item()}
+        norm = optimizer_step(self.g_opt, loss, self.grad_clip)
+        return {"content": loss.item(), **_grad_norm_log(norm)}
 
     def _gan_step(self, lr: torch.Tensor, hr: torch.Tensor) -> dict[str, float]:
         self.discriminator.train()
@@ -113,9 +111,7 @@ class SuperResolutionTask:
         logits = self.d_train(torch.cat([hr, sr.detach()]))
         real_logits, fake_logits = logits.split(hr.shape[0])
         d_loss = adversarial_loss(real_logits, True) + adversarial_loss(fake_logits, False)
-        self.d_opt.zero_grad(set_to_none=True)
-        d_loss.backward()
-        self.d_opt.step()
+        optimizer_step(self.d_opt, d_loss, self.grad_clip)
 
         w = self.loss_weights
         content = F.mse_loss(sr, hr)
@@ -126,15 +122,14 @@ class SuperResolutionTask:
         adversarial = adversarial_loss(self.discriminator(sr), True)
         self.discriminator.requires_grad_(True)
         g_loss = w["content"] * content + w["perceptual"] * perceptual + w["adversarial"] * adversarial
-        self.g_opt.zero_grad(set_to_none=True)
-        g_loss.backward()
-        self.g_opt.step()
+        norm = optimizer_step(self.g_opt, g_loss, self.grad_clip)
         return {
             "content": content.item(),
             "perceptual": perceptual.item(),
             "adversarial": adversarial.item(),
             "g_total": g_loss.item(),
             "d_loss": d_loss.item(),
+            **_grad_norm_log(norm),
         }
 
     @torch.no_grad()
@@ -184,4 +179,9 @@ class SuperResolutionTask:
 
     def export(self, directory: str | Path, extra: dict[str, Any]) -> None:
         """Save the generator as a pretrained folder (fp16 safetensors + config.json)."""
-        save_pretrained(self.generator, directory, torch.float16, extra)
+        self.generator.save_pretrained(directory, extra)
+
+
+def _grad_norm_log(norm: float | None) -> dict[str, float]:
+    """The generator's gradient norm before clipping (logged only when clipping is on)."""
+    return {} if norm is None else {"grad_norm": norm}

@@ -11,6 +11,9 @@ mild brightness/contrast change.
 Files live in ``$RSGEN_CACHE`` (default ``~/.cache/rsgen``) under a key derived from the image
 list, the view, the seed and :data:`CACHE_VERSION`, one safetensors file per view; they are
 rebuilt when missing and never needed for inference.
+
+It lives in ``rsgen.train`` (not ``rsgen.data``) because it runs a model; only the training tasks
+use it.
 """
 
 from __future__ import annotations
@@ -26,10 +29,10 @@ import numpy as np
 import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
-from tqdm import tqdm
 
 from rsgen.data.images import center_square, image_to_tensor
 from rsgen.io import read_rgb_uint8
+from rsgen.progress import progress_bar
 
 CACHE_BLOCK = 12
 CACHE_VERSION = 1
@@ -118,7 +121,7 @@ def cached_view(
     trunk = EfficientNetLite0Trunk(tuned_blocks=16 - CACHE_BLOCK).to(device)
     chunks = []
     starts = range(0, len(paths), batch_size)
-    for start in tqdm(starts, desc=f"features view {view}", disable=not progress, leave=False):
+    for start in progress_bar(starts, desc=f"features view {view}", enabled=progress):
         images = view_batch(paths[start : start + batch_size], view, seed, IMAGE_SIZE).to(device)
         chunks.append(trunk.frozen_features(images).to("cpu", torch.float16))
     features = torch.cat(chunks)

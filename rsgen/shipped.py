@@ -1,5 +1,7 @@
-"""Where pretrained models live: shipped inside the package (``rsgen/weights/<name>/``) or
-in any folder holding ``config.json`` + ``model.safetensors``. Nothing is downloaded."""
+"""The pretrained models shipped inside the package (``rsgen/weights/<name>/``), found by name.
+
+Nothing is downloaded: a model is a shipped name or a local folder.
+"""
 
 from __future__ import annotations
 
@@ -14,11 +16,12 @@ def available_models() -> list[str]:
     """Names of the pretrained models shipped inside the package."""
     if not WEIGHTS_DIR.is_dir():
         return []
-    return sorted(p.name for p in WEIGHTS_DIR.iterdir() if (p / "config.json").is_file())
+    markers = ("config.json", "model_index.json")  # a model folder, or a pipeline folder
+    return sorted(p.name for p in WEIGHTS_DIR.iterdir() if any((p / m).is_file() for m in markers))
 
 
 def resolve_model_path(name_or_path: str | Path) -> Path:
-    """A shipped model name (``degan-x4``) or a folder with config.json + model.safetensors."""
+    """A shipped model name (``degan-x4``) or a local model folder."""
     path = Path(name_or_path)
     if path.is_dir():
         return path
@@ -27,3 +30,9 @@ def resolve_model_path(name_or_path: str | Path) -> Path:
         return shipped
     known = ", ".join(available_models()) or "none"
     raise RsgenError(f"no such model folder or built-in model (built-in: {known})", name_or_path)
+
+
+def display_name(name_or_path: str | Path) -> str:
+    """How a model is named in reports: its folder name, or the shipped name as given."""
+    path = Path(name_or_path)
+    return path.name if path.is_dir() else str(name_or_path)

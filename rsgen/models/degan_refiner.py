@@ -1,4 +1,6 @@
-"""DEGAN's "diffusion module": a small time-conditioned U-Net with a Transformer bottleneck.
+"""DEGAN's refiner, the paper's "diffusion module": a small time-conditioned U-Net with a
+Transformer bottleneck. (It is a network inside the generator, not a diffusion process: rsgen's
+noise schedules and samplers live in :mod:`rsgen.diffusion`.)
 
 Paper section 2.2.1: encoder of three 3x3 convs (stride 1, 2, 2) to 1/4 resolution,
 a time step t in [0, 1] embedded by a 2-layer MLP and added at the bottleneck, one
@@ -37,7 +39,7 @@ class BottleneckTransformer(nn.TransformerEncoderLayer):
         return attn.out_proj(out.transpose(1, 2).reshape(n, length, width))
 
 
-class DiffusionUNet(nn.Module):
+class RefinerUNet(nn.Module):
     """Time-conditioned U-Net refining HR feature maps (``in_channels`` -> ``out_channels``).
 
     The bottleneck width is ``4 * base`` (256 in the paper), which is also the width of
@@ -61,9 +63,7 @@ class DiffusionUNet(nn.Module):
         self.enc3 = nn.Conv2d(base * 2, width, 3, 2, 1)
         self.time_mlp = nn.Sequential(nn.Linear(1, width), nn.ReLU(inplace=True), nn.Linear(width, width))
         self.transformer = (
-            nn.TransformerEncoderLayer(width, heads, ff_dim, dropout, batch_first=True)
-            if transformer
-            else None
+            BottleneckTransformer(width, heads, ff_dim, dropout, batch_first=True) if transformer else None
         )
         self.dec1 = nn.ConvTranspose2d(width, base * 2, 4, 2, 1)
         self.skip2 = nn.Conv2d(base * 2, base * 2, 1)

@@ -1,0 +1,68 @@
+"""The ``rsgen`` command's shared parts: the typer apps and the helpers every command uses.
+
+Commands live one file per topic (``sr``, ``evaluate``, ``training``, ``info``, ``demo``) and
+register on :data:`app` / :data:`eval_app`; :mod:`rsgen.cli.main` imports them and runs the app.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from rsgen.errors import RsgenError
+
+app = typer.Typer(
+    name="rsgen",
+    help="Generative remote sensing imagery: super-resolution of images and GeoTIFF scenes, "
+    "an offline remote-sensing image-text model (RS-CLIP) and generative metrics.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+eval_app = typer.Typer(help="Evaluate models against their baselines.", no_args_is_help=True)
+
+
+app.add_typer(eval_app, name="eval")
+
+
+SCALES = (2, 4)
+
+OUTPUT_FORMATS = ("tif", "tiff", "png", "jpg", "jpeg")
+
+
+def check_scale(scale: int) -> int:
+    """``scale`` if it is a supported factor, else a one-line error naming ``--scale``."""
+    if scale not in SCALES:
+        raise RsgenError(f"--scale must be 2 or 4, got {scale}")
+    return scale
+
+
+def check_format(format: str | None) -> str | None:
+    """The output suffix (``".tif"``) for ``--format``, or None to keep each input's."""
+    if format is None:
+        return None
+    name = format.lower().lstrip(".")
+    if name not in OUTPUT_FORMATS:
+        raise RsgenError(f"--format must be one of {', '.join(OUTPUT_FORMATS)}, got {format!r}")
+    return "." + name
+
+
+def emit_json(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, allow_nan=False))
+
+
+def default_data(*parts: str) -> Path:
+    from rsgen.data.paths import default_data_root
+
+    return default_data_root().joinpath(*parts)
+
+
+def markup_safe_help(text: str) -> str:
+    """Command help for typer's rich markup: paragraphs reflowed, ``[`` escaped (not markup)."""
+    paragraphs = [" ".join(p.split()) for p in text.strip().split("\n\n")]
+    return "\n\n".join(p.replace("[", "\\[") for p in paragraphs)
