@@ -13,12 +13,9 @@
 from __future__ import annotations
 
 import json
-import os
 import pickle
-import shutil
-import tempfile
 import zipfile
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +24,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from rsgen.errors import RsgenError
+from rsgen.files import atomic_file, write_folder_atomically
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -62,26 +60,6 @@ def write_component(
         save_file({k: stored(v) for k, v in state.items()}, str(directory / WEIGHTS_NAME), {"format": "pt"})
         (directory / WEIGHTS_NAME).chmod(0o644)
     (directory / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
-
-
-def write_folder_atomically(directory: Path, write: Callable[[Path], None]) -> Path:
-    """Let ``write`` fill a hidden temporary sibling of ``directory``, then swap it in."""
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-    tmp.chmod(0o755)
-    try:
-        write(tmp)
-        if directory.exists():
-            old = directory.with_name(f".{directory.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            directory.rename(old)
-            tmp.rename(directory)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(directory)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return directory
 
 
 def read_component_config(directory: str | Path, section: str = "model") -> dict[str, Any]:
@@ -178,17 +156,9 @@ def check_state_matches(
 
 def save_training_state(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
     """Write all tensors + JSON ``meta`` to one safetensors file, replacing ``path`` atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-        save_file(tensors, tmp, metadata={"rsgen_meta": json.dumps(meta)})
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    with atomic_file(path) as tmp:
+        save_file(tensors, str(tmp), metadata={"rsgen_meta": json.dumps(meta)})
 
 
 def load_training_state(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

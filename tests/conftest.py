@@ -1,9 +1,19 @@
-"""Shared fixtures: tiny models, tiny synthetic images, the optional shared data folder."""
+"""Shared fixtures: tiny models, tiny synthetic images, the optional shared data folder, and the
+two ways tests drive the ``rsgen`` command (:func:`run_cli`, :func:`run_cli_process`)."""
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
 import os
+import subprocess
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -71,3 +81,82 @@ def needs_shared(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"{path} is absent (shared data not available)")
     return path
+
+
+# --------------------------------------------------------------------------- the command line
+
+
+@dataclass(frozen=True)
+class CliResult:
+    """What one ``rsgen`` run left behind: its exit code, stdout and stderr."""
+
+    code: int
+    stdout: str
+    stderr: str
+
+    def ok(self) -> CliResult:
+        """This result, once checked to be a success (stderr in the failure message)."""
+        assert self.code == 0, f"rsgen exited {self.code}; stderr:\n{self.stderr[-3000:]}"
+        return self
+
+    def json(self) -> Any:
+        """stdout as the one JSON document that ``--json`` prints."""
+        return json.loads(self.stdout)
+
+    def error_line(self) -> str:
+        """The ``error: ...`` line, once checked to be all of stderr, with no traceback anywhere."""
+        assert "Traceback" not in self.stdout + self.stderr, self.stderr
+        assert self.stderr.count("\n") == 1 and self.stderr.endswith("\n"), self.stderr
+        assert self.stderr.startswith("error: "), self.stderr
+        return self.stderr.rstrip("\n")
+
+
+def run_cli(*args: object, env: Mapping[str, str] | None = None, cwd: str | Path | None = None) -> CliResult:
+    """Run ``rsgen ARGS`` in this process, through the console entry point users run
+    (:func:`rsgen.cli.main.main`: exit codes and one-line errors included), with ``sys.argv`` set
+    and stdout/stderr captured. ``env`` adds to (or overrides) the environment for the run.
+
+    Fast (no interpreter start) and it sees the test's monkeypatches. An exception that escapes
+    ``main()`` (a bug: users would see a traceback) propagates, so the test shows where it came from.
+    """
+    from rsgen.cli.main import main
+
+    stdout, stderr = io.StringIO(), io.StringIO()
+    threads = torch.get_num_threads()  # ``--threads`` sets it for the process
+    code = 0
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(mock.patch.dict(os.environ, dict(env or {})))
+        stack.enter_context(mock.patch.object(sys, "argv", ["rsgen", *map(str, args)]))
+        if cwd is not None:
+            stack.enter_context(contextlib.chdir(cwd))
+        stack.callback(torch.set_num_threads, threads)
+        stack.enter_context(contextlib.redirect_stdout(stdout))
+        stack.enter_context(contextlib.redirect_stderr(stderr))
+        try:
+            main()
+        except SystemExit as exc:  # what the interpreter does with it at exit
+            if exc.code is None or isinstance(exc.code, int):
+                code = exc.code or 0
+            else:
+                print(exc.code, file=sys.stderr)
+                code = 1
+    return CliResult(code, stdout.getvalue(), stderr.getvalue())
+
+
+def run_cli_process(
+    *args: object, env: Mapping[str, str] | None = None, cwd: str | Path | None = None, timeout: float = 300
+) -> CliResult:
+    """Run ``python -m rsgen ARGS`` in a fresh interpreter (cwd: the repository unless given).
+
+    Slower (~2-3 s to start torch): only for what the process boundary decides — stderr free of
+    library warnings, the exit status the shell sees, files left behind after the process ended.
+    """
+    proc = subprocess.run(
+        [sys.executable, "-m", "rsgen", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=REPO if cwd is None else cwd,
+        env={**os.environ, **(env or {})},
+        timeout=timeout,
+    )
+    return CliResult(proc.returncode, proc.stdout, proc.stderr)

@@ -1,15 +1,16 @@
-"""Bad input through the real command line (``python -m rsgen sr`` in a subprocess).
+"""Bad input through the command line's entry point (``rsgen sr``).
 
 For every case: a non-zero exit code, exactly one stderr line ``error: ...`` naming the
 file (or option) and the problem, no traceback, and nothing left in the output folder.
+Every case runs in-process (:func:`tests.conftest.run_cli`); a few also run as a real
+``python -m rsgen`` process (:func:`tests.conftest.run_cli_process`), where library warnings
+would reach stderr and a partial file would outlive the crashed process.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,7 @@ import pytest
 import rasterio
 from PIL import Image
 
-from tests.conftest import REPO, textured_image
+from tests.conftest import CliResult, run_cli, run_cli_process, textured_image
 
 pytestmark = pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
 
@@ -146,27 +147,39 @@ CASES: list[Callable[[Path, Path, Path], Case]] = [
 ]
 
 
-@pytest.mark.parametrize("make_case", CASES, ids=[f.__name__ for f in CASES])
-def test_bad_input_is_one_clean_error_line(
-    make_case: Callable[[Path, Path, Path], Case], tmp_path: Path, tiny_model_dir: Path
+# The cases that also run as a real process: a crash half-way through a folder (files already
+# written must go), and a corrupt checkpoint (the deepest path: safetensors, torch).
+PROCESS_CASES = [folder_with_one_bad_file, truncated_checkpoint]
+
+
+def check_bad_input(
+    make_case: Callable[[Path, Path, Path], Case],
+    tmp_path: Path,
+    tiny_model_dir: Path,
+    run: Callable[..., CliResult],
 ) -> None:
     inputs = tmp_path / "inputs"
     inputs.mkdir()
     model = shutil.copytree(tiny_model_dir, tmp_path / "model-x2")
     out = tmp_path / "out"
     case = make_case(inputs, model, out)
-    proc = subprocess.run(
-        [sys.executable, "-m", "rsgen", "sr", *map(str, case.args)],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=120,
-    )
-    assert proc.returncode == case.code, proc.stderr
-    assert "Traceback" not in proc.stderr + proc.stdout
-    lines = proc.stderr.splitlines()
-    assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("error: ")
+    result = run("sr", *case.args)
+    assert result.code == case.code, result.stderr
+    line = result.error_line()
     for text in case.expected:
-        assert str(text) in lines[0]
+        assert str(text) in line
     assert not out.exists() or not any(out.rglob("*")), sorted(out.rglob("*"))
+
+
+@pytest.mark.parametrize("make_case", CASES, ids=[f.__name__ for f in CASES])
+def test_bad_input_is_one_clean_error_line(
+    make_case: Callable[[Path, Path, Path], Case], tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    check_bad_input(make_case, tmp_path, tiny_model_dir, run_cli)
+
+
+@pytest.mark.parametrize("make_case", PROCESS_CASES, ids=[f.__name__ for f in PROCESS_CASES])
+def test_bad_input_in_a_real_process(
+    make_case: Callable[[Path, Path, Path], Case], tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    check_bad_input(make_case, tmp_path, tiny_model_dir, run_cli_process)

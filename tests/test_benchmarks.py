@@ -7,6 +7,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import REPO
 
 SCRIPT = REPO / "benchmarks" / "bench_sr.py"
@@ -24,6 +26,7 @@ def positive(value):
     return isinstance(value, int | float) and value > 0
 
 
+@pytest.mark.slow
 def test_quick_benchmark_reports_every_section(tmp_path):
     results, markdown, stdout = run_quick(tmp_path)
 

@@ -1,11 +1,12 @@
-"""The ``rsgen`` command line: every command, JSON output, usage errors and the demo."""
+"""The ``rsgen`` command line: every command, JSON output, usage errors and the demo.
+
+Commands run in-process through the console entry point (:func:`tests.conftest.run_cli`); one
+test runs ``python -m rsgen`` in a fresh interpreter (:func:`tests.conftest.run_cli_process`).
+"""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,34 +15,20 @@ import pytest
 import rasterio
 from PIL import Image
 from rasterio.transform import Affine
-from typer.testing import CliRunner, Result
 
-from rsgen.cli.main import app, main
 from rsgen.shipped import available_models
-from tests.conftest import REPO, textured_image
+from tests.conftest import REPO, CliResult, run_cli, run_cli_process, textured_image
 
 pytestmark = pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
 
-runner = CliRunner()
 
-
-def invoke(*args: str | Path) -> Result:
-    """Run ``rsgen ARGS`` in-process and require success."""
-    result = runner.invoke(app, [str(a) for a in args])
-    assert result.exit_code == 0, (result.output, result.exception)
-    return result
+def invoke(*args: str | Path) -> CliResult:
+    """Run ``rsgen ARGS`` and require success."""
+    return run_cli(*args).ok()
 
 
 def invoke_json(*args: str | Path) -> Any:
-    return json.loads(invoke(*args, "--json").stdout)
-
-
-def run_main(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str]:
-    """Call the console entry point in-process; return (exit code, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["rsgen", *args])
-    with pytest.raises(SystemExit) as exit_info:
-        main()
-    return exit_info.value.code, capsys.readouterr().err
+    return invoke(*args, "--json").json()
 
 
 @pytest.fixture
@@ -158,34 +145,25 @@ def test_help(command: list[str]) -> None:
         (["curves", "no-such-run"], 1, "no-such-run: training log not found"),
     ],
 )
-def test_errors_are_one_line(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, args: list[str], code: int, expected: str
-) -> None:
-    exit_code, stderr = run_main(monkeypatch, capsys, *args)
-    assert exit_code == code
-    assert stderr.count("\n") == 1 and stderr.startswith("error: ") and expected in stderr
+def test_errors_are_one_line(args: list[str], code: int, expected: str) -> None:
+    result = run_cli(*args)
+    assert result.code == code, result.stderr
+    assert expected in result.error_line()
 
 
-def test_main_without_arguments_prints_help(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
-    monkeypatch.setattr(sys, "argv", ["rsgen"])
-    with pytest.raises(SystemExit):
-        main()
-    assert "sr" in capsys.readouterr().out
+def test_main_without_arguments_prints_help() -> None:
+    result = run_cli()
+    assert "Usage" in result.stdout and "sr" in result.stdout and result.stderr == ""
 
 
-def test_sr_subprocess_has_clean_stderr(png: Path, tiny_model_dir: Path, tmp_path: Path) -> None:
+def test_python_m_rsgen_stderr_is_clean(png: Path, tiny_model_dir: Path, tmp_path: Path) -> None:
+    """The real process: nothing on stderr under ``-q`` (no library warnings), one JSON document."""
     out = tmp_path / "big.tif"
-    proc = subprocess.run(
-        [sys.executable, "-m", "rsgen", "sr", png, "-o", out, "--model", tiny_model_dir, "-s", "2", "--json"],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env={**os.environ, "PYTHONWARNINGS": "ignore"},
-        timeout=120,
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert "Traceback" not in proc.stderr
-    assert json.loads(proc.stdout)["results"][0]["output"] == str(out) and out.is_file()
+    result = run_cli_process("sr", png, "-o", out, "--model", tiny_model_dir, "-s", "2", "--json", "-q").ok()
+    assert result.stderr == ""
+    assert result.json()["results"][0]["output"] == str(out) and out.is_file()
+    usage = run_cli_process("sr", png, "-o", out, "--scale", "abc")
+    assert usage.code == 2 and "Invalid value for '--scale'" in usage.error_line()
 
 
 def test_builtin_default_model(png: Path, tmp_path: Path) -> None:

@@ -86,9 +86,8 @@ def test_training_state_round_trip_restores_adam(tmp_path):
 def test_model_folder_of_another_network_is_refused(tmp_path):
     from rsgen.models import DEGANDiscriminator, build_model
 
-    folder = build_model({"name": "degan_discriminator", "base_channels": 4, "num_blocks": 2}).save_pretrained(
-        tmp_path / "d"
-    )
+    critic = build_model({"name": "degan_discriminator", "base_channels": 4, "num_blocks": 2})
+    folder = critic.save_pretrained(tmp_path / "d")
     assert isinstance(DEGANDiscriminator.from_pretrained(folder), DEGANDiscriminator)
     with pytest.raises(RsgenError, match="not a degan_generator model .*degan_discriminator"):
         DEGANGenerator.from_pretrained(folder)

@@ -22,9 +22,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch import nn
-from typer.testing import CliRunner
 
-from rsgen.cli.main import app, main
 from rsgen.errors import RsgenError
 from rsgen.metrics import (
     FDResult,
@@ -42,12 +40,9 @@ from rsgen.metrics import (
     read_captions,
 )
 from rsgen.models.image_text import ImageTextModel, resize_center_crop
-from tests.conftest import REPO, needs_shared, textured_image
+from tests.conftest import REPO, needs_shared, run_cli, textured_image
 
 pytestmark = pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
-
-runner = CliRunner()
-
 
 # --------------------------------------------------------------------------- stand-ins
 
@@ -326,14 +321,6 @@ def test_shared_captions_file_is_readable() -> None:
 # --------------------------------------------------------------------------- command line
 
 
-def run_main(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, *args: Any) -> tuple[int, str]:
-    """Call the console entry point in-process; return (exit code, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["rsgen", *map(str, args)])
-    with pytest.raises(SystemExit) as exit_info:
-        main()
-    return exit_info.value.code, capsys.readouterr().err
-
-
 @pytest.fixture
 def tiny_models(monkeypatch: pytest.MonkeyPatch) -> None:
     """Make the commands use TinyExtractor and TinyCLIP instead of the real networks."""
@@ -349,9 +336,8 @@ def tiny_models(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_cli_fid_json_self_is_zero_with_efficientnet(tmp_path: Path) -> None:
     folder = make_folder(tmp_path / "set", 4)
-    result = runner.invoke(app, ["eval", "fid", str(folder), str(folder), "--json", "--batch-size", "3"])
-    assert result.exit_code == 0, (result.output, result.exception)
-    data = json.loads(result.stdout)  # progress bars went to stderr: stdout is one JSON object
+    result = run_cli("eval", "fid", folder, folder, "--json", "--batch-size", "3").ok()
+    data = result.json()  # progress bars went to stderr: stdout is one JSON object
     assert abs(data["FD[efficientnet-lite0]"]) < 1e-2
     assert data["features"] == "efficientnet-lite0" and data["n_real"] == data["n_fake"] == 4
     assert {"KID[efficientnet-lite0]", "KID[efficientnet-lite0]_std", "IS[efficientnet-lite0]"} <= set(data)
@@ -361,12 +347,10 @@ def test_cli_fid_json_self_is_zero_with_efficientnet(tmp_path: Path) -> None:
 
 def test_cli_fid_table_and_flags(tmp_path: Path, tiny_models: None) -> None:
     real, fake = make_folder(tmp_path / "r", 4), make_folder(tmp_path / "f", 3, seed=7)
-    result = runner.invoke(app, ["eval", "fid", str(real), str(fake), "--no-kid", "--no-is", "--json", "-q"])
-    assert result.exit_code == 0, result.output
-    data = json.loads(result.stdout)
+    data = run_cli("eval", "fid", real, fake, "--no-kid", "--no-is", "--json", "-q").ok().json()
     assert data["FD[tiny]"] > 0 and not any(k.startswith(("KID", "IS")) for k in data)
-    table = runner.invoke(app, ["eval", "fid", str(real), str(fake), "-q"])
-    assert table.exit_code == 0 and "FD[tiny]" in table.stdout and "IS[tiny]" in table.stdout
+    table = run_cli("eval", "fid", real, fake, "-q").ok()
+    assert "FD[tiny]" in table.stdout and "IS[tiny]" in table.stdout
 
 
 def test_cli_fid_is_called_fid_only_on_inception(tmp_path: Path, tiny_models: None) -> None:
@@ -383,9 +367,7 @@ def test_cli_fid_is_called_fid_only_on_inception(tmp_path: Path, tiny_models: No
         "--inception-weights",
         str(weights),
     ]
-    result = runner.invoke(app, [*args, "--json", "-q"])
-    assert result.exit_code == 0, result.output
-    data = json.loads(result.stdout)
+    data = run_cli(*args, "--json", "-q").ok().json()
     assert {"FID[inception-v3]", "KID[inception-v3]", "IS[inception-v3]"} <= set(data)
     assert not any(key.startswith("FD[") or key == "FID" for key in data)
 
@@ -394,9 +376,7 @@ def test_cli_clip_json(tmp_path: Path, tiny_models: None) -> None:
     solid(tmp_path / "img" / "a.png", (255, 0, 0))
     solid(tmp_path / "img" / "b.png", (0, 0, 255))
     (tmp_path / "c.txt").write_text("red\nred\n")
-    result = runner.invoke(app, ["eval", "clip", str(tmp_path / "img"), str(tmp_path / "c.txt"), "--json"])
-    assert result.exit_code == 0, result.output
-    data = json.loads(result.stdout)
+    data = run_cli("eval", "clip", tmp_path / "img", tmp_path / "c.txt", "--json").ok().json()
     assert data["CLIPScore[tiny-clip]"] == pytest.approx(50.0, abs=1e-3)
     assert data["model"] == "tiny-clip" and data["n"] == 2 and data["n_clamped"] == 1
 
@@ -442,31 +422,28 @@ FID_CASES = {
 
 
 @pytest.mark.parametrize("case", FID_CASES)
-def test_cli_fid_bad_input(
-    case: str, tmp_path: Path, tiny_models: None, monkeypatch: pytest.MonkeyPatch, capsys
-) -> None:
+def test_cli_fid_bad_input(case: str, tmp_path: Path, tiny_models: None) -> None:
     args, expected = FID_CASES[case](make_folder(tmp_path / "good", 3))
-    code, stderr = run_main(monkeypatch, capsys, "eval", "fid", *args, "--json", "-q")
-    assert code == 1
-    assert stderr.count("\n") == 1 and stderr.startswith("error: "), stderr
+    result = run_cli("eval", "fid", *args, "--json", "-q")
+    assert result.code == 1, result.stderr
+    line = result.error_line()
     for text in expected:
-        assert str(text) in stderr
+        assert str(text) in line
 
 
 @pytest.mark.parametrize(
     ("features", "expected"),
     [("efficientnet-lite0", "not an EfficientNet-Lite0 weight file"), ("inception-v3", "Inception")],
 )
-def test_cli_fid_wrong_architecture_weights(
-    features: str, expected: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
-) -> None:
+def test_cli_fid_wrong_architecture_weights(features: str, expected: str, tmp_path: Path) -> None:
     weights = tmp_path / "linear.pth"
     torch.save(nn.Linear(3, 2).state_dict(), weights)
     folder = make_folder(tmp_path / "good", 2)
     args = ["eval", "fid", folder, folder, "--features", features, "--weights", weights, "-q"]
-    code, stderr = run_main(monkeypatch, capsys, *args)
-    assert code == 1 and stderr.count("\n") == 1 and stderr.startswith("error: "), stderr
-    assert str(weights) in stderr and expected in stderr
+    result = run_cli(*args)
+    assert result.code == 1, result.stderr
+    line = result.error_line()
+    assert str(weights) in line and expected in line
 
 
 def _txt_mismatch(images: Path) -> tuple[Path, list[Any]]:
@@ -502,23 +479,22 @@ CLIP_CASES = {
 
 
 @pytest.mark.parametrize("case", CLIP_CASES)
-def test_cli_clip_bad_input(
-    case: str, tmp_path: Path, tiny_models: None, monkeypatch: pytest.MonkeyPatch, capsys
-) -> None:
+def test_cli_clip_bad_input(case: str, tmp_path: Path, tiny_models: None) -> None:
     images = tmp_path / "img"
     solid(images / "a.png", (255, 0, 0))
     solid(images / "b.png", (0, 0, 255))
     captions, expected = CLIP_CASES[case](images)
-    code, stderr = run_main(monkeypatch, capsys, "eval", "clip", images, captions, "--json")
-    assert code == 1
-    assert stderr.count("\n") == 1 and stderr.startswith("error: "), stderr
+    result = run_cli("eval", "clip", images, captions, "--json")
+    assert result.code == 1, result.stderr
+    line = result.error_line()
     for text in expected:
-        assert str(text) in stderr
+        assert str(text) in line
 
 
 # --------------------------------------------------------------------------- benchmark smoke test
 
 
+@pytest.mark.slow
 def test_bench_embed_smoke(tmp_path: Path) -> None:
     data = make_folder(tmp_path / "data", 8)
     out = tmp_path / "bench.json"

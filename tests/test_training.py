@@ -78,6 +78,7 @@ def rank_failure_report(log_dir, run, stderr: str) -> str:
     return "\n".join(parts)
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_agree_on_weights(image_folder, tmp_path):
     run = tmp_path / "ddp"
     cmd = [

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
@@ -28,6 +28,21 @@ eval_app = typer.Typer(help="Evaluate models against their baselines.", no_args_
 
 
 app.add_typer(eval_app, name="eval")
+
+# Options several commands share, declared once so they read and behave the same everywhere.
+DeviceOption = Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1... [default: cuda if available]")]
+JsonOption = Annotated[
+    bool, typer.Option("--json", help="Print one JSON object on stdout (progress: stderr).")
+]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+Bf16Option = Annotated[
+    bool, typer.Option("--bf16", help="bfloat16 autocast (fast on CPUs with avx512_bf16/AMX, and GPUs).")
+]
+ImageBatchOption = Annotated[int, typer.Option(min=1, help="Images per forward pass.")]
+CaptionDataOption = Annotated[
+    Path | None, typer.Option(help="Folder with captions.jsonl + images/ [default: $RSGEN_DATA/rsicd_aid150]")
+]
+SplitOption = Annotated[str, typer.Option(help="Which records of captions.jsonl (its 'split' field).")]
 
 
 SCALES = (2, 4)

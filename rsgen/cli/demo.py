@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from rsgen.cli.app import app, check_scale, emit_json
+from rsgen.cli.app import DeviceOption, JsonOption, app, check_scale, emit_json
 
 
 @app.command("demo")
@@ -20,8 +20,8 @@ def demo_command(
         str | None, typer.Option(help="Built-in model name or model folder [default: degan-x<scale>]")
     ] = None,
     size: Annotated[int, typer.Option(min=8, help="Side of the HR crop of the sample, in pixels.")] = 256,
-    device: Annotated[str | None, typer.Option(help="cpu, cuda... [default: cuda if available]")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON report on stdout.")] = False,
+    device: DeviceOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Super-resolve a sample aerial scene (GeoTIFF in, GeoTIFF out) and compare with bicubic.
 

@@ -15,7 +15,20 @@ from typing import Annotated
 
 import typer
 
-from rsgen.cli.app import check_scale, default_data, emit_json, eval_app, markup_safe_help
+from rsgen.cli.app import (
+    Bf16Option,
+    CaptionDataOption,
+    DeviceOption,
+    ImageBatchOption,
+    JsonOption,
+    QuietOption,
+    SplitOption,
+    check_scale,
+    default_data,
+    emit_json,
+    eval_app,
+    markup_safe_help,
+)
 from rsgen.cli.tables import format_number, print_metric_table, print_sr_table
 from rsgen.errors import RsgenError
 
@@ -58,12 +71,10 @@ def eval_sr_command(
     limit: Annotated[int | None, typer.Option(min=1, help="Evaluate only the first N images.")] = None,
     tile: Annotated[int | None, typer.Option(min=1, help="LR tile size [default: 256 / scale].")] = None,
     overlap: Annotated[int, typer.Option(min=0, help="LR tile overlap.")] = 16,
-    device: Annotated[str | None, typer.Option(help="cpu, cuda...")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
-    bf16: Annotated[
-        bool, typer.Option("--bf16", help="bfloat16 autocast (fast on CPUs with avx512_bf16/AMX, and GPUs).")
-    ] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+    device: DeviceOption = None,
+    as_json: JsonOption = False,
+    bf16: Bf16Option = False,
+    quiet: QuietOption = False,
 ) -> None:
     """PSNR/SSIM (RGB and Y, border = scale) of a model vs bicubic on HR images downscaled bicubically."""
     from rsgen.io import list_images
@@ -85,18 +96,15 @@ def eval_sr_command(
 
 @eval_app.command("retrieval")
 def eval_retrieval_command(
-    data: Annotated[
-        Path | None,
-        typer.Option(help="Folder with captions.jsonl + images/ [default: $RSGEN_DATA/rsicd_aid150]"),
-    ] = None,
-    split: Annotated[str, typer.Option(help="Which records of captions.jsonl (its 'split' field).")] = "test",
+    data: CaptionDataOption = None,
+    split: SplitOption = "test",
     model: Annotated[
         str, typer.Option(help="Image-text model: rs-clip, a model folder, or an open_clip weight file.")
     ] = "rs-clip",
-    batch_size: Annotated[int, typer.Option(min=1)] = 32,
-    device: Annotated[str | None, typer.Option(help="cpu, cuda... [default: cuda if available]")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object, not a table.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+    batch_size: ImageBatchOption = 32,
+    device: DeviceOption = None,
+    as_json: JsonOption = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Text->image and image->text Recall@1/5/10 and zero-shot scene accuracy (fractions in [0, 1])."""
     from rsgen.data.captions import read_caption_records
@@ -122,16 +130,13 @@ def eval_retrieval_command(
 
 @eval_app.command("scene")
 def eval_scene_command(
-    data: Annotated[
-        Path | None,
-        typer.Option(help="Folder with captions.jsonl + images/ [default: $RSGEN_DATA/rsicd_aid150]"),
-    ] = None,
-    split: Annotated[str, typer.Option(help="Which records of captions.jsonl (its 'split' field).")] = "test",
+    data: CaptionDataOption = None,
+    split: SplitOption = "test",
     model: Annotated[str, typer.Option(help="Scene classifier: rs-scene or a model folder.")] = "rs-scene",
-    batch_size: Annotated[int, typer.Option(min=1)] = 32,
-    device: Annotated[str | None, typer.Option(help="cpu, cuda... [default: cuda if available]")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+    batch_size: ImageBatchOption = 32,
+    device: DeviceOption = None,
+    as_json: JsonOption = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Scene classification accuracy (overall and per scene) of rs-scene on a captions.jsonl split."""
     from rsgen.data.captions import read_caption_records
@@ -176,10 +181,10 @@ def eval_fid_command(
     ] = 1000,
     is_splits: Annotated[int, typer.Option(min=1, help="IS: splits (at most half the images).")] = 10,
     seed: Annotated[int, typer.Option(help="Seed of the KID subsets and IS splits.")] = 0,
-    batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 32,
-    device: Annotated[str | None, typer.Option(help="cpu, cuda... [default: cuda if available]")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    batch_size: ImageBatchOption = 32,
+    device: DeviceOption = None,
+    as_json: JsonOption = False,
+    quiet: QuietOption = False,
 ) -> None:
     from rsgen.data.image_batches import image_paths
     from rsgen.device import resolve_device
@@ -226,10 +231,10 @@ def eval_clip_command(
     model: Annotated[
         str, typer.Option(help="Image-text model: built-in name (rs-clip) or local CLIP weight file.")
     ] = "rs-clip",
-    batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 32,
-    device: Annotated[str | None, typer.Option(help="cpu, cuda... [default: cuda if available]")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    batch_size: ImageBatchOption = 32,
+    device: DeviceOption = None,
+    as_json: JsonOption = False,
+    quiet: QuietOption = False,
 ) -> None:
     from rsgen.data.captions import read_captions
     from rsgen.device import resolve_device

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from rsgen.cli.app import app, check_scale, emit_json
+from rsgen.cli.app import JsonOption, app, check_scale, emit_json
 from rsgen.errors import RsgenError
 
 
@@ -18,7 +18,7 @@ def info_command(
     ] = "degan-paper",
     scale: Annotated[int | None, typer.Option(help="Scale for a config [default: the config's].")] = None,
     size: Annotated[int, typer.Option(min=1, help="LR input side for the MAC count.")] = 64,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Parameters and multiply-accumulates (MACs) of a generator and its discriminator."""
     import torch
@@ -80,7 +80,7 @@ def _model_configs(target: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
 
 
 @app.command("models")
-def models_command(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def models_command(as_json: JsonOption = False) -> None:
     """List the built-in pretrained models and training configs."""
     from rsgen.config import builtin_config_names
     from rsgen.shipped import available_models

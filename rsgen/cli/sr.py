@@ -9,7 +9,16 @@ from typing import Annotated, Any
 
 import typer
 
-from rsgen.cli.app import app, check_format, check_scale, emit_json
+from rsgen.cli.app import (
+    Bf16Option,
+    DeviceOption,
+    JsonOption,
+    QuietOption,
+    app,
+    check_format,
+    check_scale,
+    emit_json,
+)
 from rsgen.errors import RsgenError
 
 
@@ -28,18 +37,14 @@ def sr_command(
     ] = None,
     overlap: Annotated[int, typer.Option(min=0, help="LR overlap between tiles, blended.")] = 16,
     batch_size: Annotated[int, typer.Option(min=1, help="Tiles per forward pass.")] = 4,
-    device: Annotated[
-        str | None, typer.Option(help="cpu, cuda, cuda:1... [default: cuda if available]")
-    ] = None,
+    device: DeviceOption = None,
     format: Annotated[
         str | None,
         typer.Option("--format", help="Folder mode: output suffix (tif, png, jpg) [default: keep]"),
     ] = None,
-    bf16: Annotated[
-        bool, typer.Option("--bf16", help="bfloat16 autocast (fast on CPUs with avx512_bf16/AMX, and GPUs).")
-    ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON report on stdout.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    bf16: Bf16Option = False,
+    as_json: JsonOption = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Super-resolve an image, a GeoTIFF scene (georeferencing kept) or a folder.
 

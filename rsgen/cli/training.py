@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from rsgen.cli.app import app
+from rsgen.cli.app import DeviceOption, QuietOption, app
 from rsgen.errors import RsgenError
 
 
@@ -33,9 +33,9 @@ def train_command(
     max_steps: Annotated[
         int | None, typer.Option(help="Stop after this many steps (total, not additional).")
     ] = None,
-    device: Annotated[str | None, typer.Option(help="cpu, cuda... [default: cuda if available]")] = None,
+    device: DeviceOption = None,
     threads: Annotated[int | None, typer.Option(help="torch CPU threads per process.")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Train a model. Works alone or under `torchrun --nproc_per_node=N`, with checkpoints and --resume."""
     from rsgen.config import apply_overrides, load_config, load_config_file

@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import tempfile
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ from rasterio.transform import Affine
 from rasterio.windows import Window
 
 from rsgen.errors import RsgenError
+from rsgen.files import discard, publish, temp_path_beside
 from rsgen.io.read import IMAGE_SUFFIXES, RasterInfo, gdal_errors
 
 logger = logging.getLogger(__name__)
@@ -158,39 +158,22 @@ def _make_temp(dst: Path) -> Path:
     if dst.is_dir():
         raise RsgenError("output path is a folder", dst)
     try:
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
+        return temp_path_beside(dst)
     except OSError as exc:
         raise RsgenError(f"cannot write output: {exc.strerror or exc}", dst) from exc
-    os.close(fd)
-    return Path(name)
-
-
-def _umask() -> int:
-    """The process umask (read from /proc where possible: setting it is not thread-safe)."""
-    with contextlib.suppress(OSError, ValueError):
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def _publish(tmp: Path, dst: Path) -> None:
     """Give the temp file normal permissions (mkstemp makes it 0600) and move it onto
     ``dst``, with a GDAL ``.aux.xml`` side file if one was written."""
-    os.chmod(tmp, 0o666 & ~_umask())
-    os.replace(tmp, dst)
+    publish(tmp, dst)
     aux = Path(f"{tmp}.aux.xml")
     if aux.exists():
         os.replace(aux, Path(f"{dst}.aux.xml"))
 
 
 def _discard(tmp: Path) -> None:
-    for p in (tmp, Path(f"{tmp}.aux.xml")):
-        with contextlib.suppress(OSError):
-            p.unlink()
+    discard(tmp, Path(f"{tmp}.aux.xml"))
 
 
 _GDAL_ROLES = {ci.name: ci for ci in ColorInterp}

@@ -14,16 +14,16 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 
 from rsgen.errors import RsgenError
+from rsgen.files import atomic_file
 
 #: Keys of training records that are not curves.
 BOOKKEEPING = frozenset({"step", "time", "lr", "sec_per_step", "event", "end", "world_size", "threads"})
 #: Non-fraction validation keys share a panel while their typical sizes differ by at most this.
 MAGNITUDE_RATIO = 3.0
+#: Training curves are smoothed over this many logs, or a tenth of the log when shorter.
 SMOOTHING = 15
 #: ``val_<name>_<suffix>`` is a reference value for ``val_<name>`` (e.g. bicubic for PSNR).
 REFERENCE_SUFFIXES = ("bicubic", "baseline", "reference")
@@ -148,9 +148,12 @@ def plot_curves(log_path: str | Path, out_png: str | Path, title: str | None = N
     for key in train_keys:
         x, y = _series(steps, key)
         positive = positive and min(y) > 0
+        window = max(1, min(SMOOTHING, len(y) // 10))
+        if window == 1:
+            ax.plot(x, y, marker="." if len(y) < 30 else None, label=key)
+            continue
         (raw,) = ax.plot(x, y, linewidth=0.5, alpha=0.3)
-        label = f"{key} (mean of {SMOOTHING} logs)" if len(y) > 1 else key
-        ax.plot(x, moving_average(y, SMOOTHING), color=raw.get_color(), label=label)
+        ax.plot(x, moving_average(y, window), color=raw.get_color(), label=f"{key} (mean of {window} logs)")
     ax.set(xlabel="step", title="training", yscale="log" if positive and train_keys else "linear")
     if train_keys:
         ax.legend(fontsize="small")
@@ -173,13 +176,9 @@ def plot_curves(log_path: str | Path, out_png: str | Path, title: str | None = N
         fig.suptitle(title)
     fig.tight_layout()
     out_png = Path(out_png)
-    fd, tmp = tempfile.mkstemp(suffix=".png", dir=out_png.parent if str(out_png.parent) else ".")
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=110)
-        os.replace(tmp, out_png)
+        with atomic_file(out_png) as tmp:
+            fig.savefig(tmp, dpi=110, format="png")
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return out_png

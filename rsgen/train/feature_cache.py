@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 
 from rsgen.data.images import center_square, image_to_tensor
+from rsgen.files import atomic_file
 from rsgen.io import read_rgb_uint8
 from rsgen.progress import progress_bar
 
@@ -157,12 +157,5 @@ def derived_features(
 
 
 def _save_atomic(path: Path, features: torch.Tensor) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(handle)
-    try:
-        save_file({"features": features.contiguous()}, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_file(path) as tmp:
+        save_file({"features": features.contiguous()}, str(tmp))
