@@ -4,8 +4,9 @@
 >>> big = sr(Image.open("tile.png"))                 # PIL in -> PIL out (numpy works too)
 >>> sr.upscale_file("scene.tif", "scene_x4.tif")     # GeoTIFF in -> GeoTIFF out, tiled
 
-It composes a generator from :mod:`rsgen.models`, weights from :mod:`rsgen.checkpoint`
-and the tiled raster I/O of :mod:`rsgen.io`.
+A one-component :class:`~rsgen.pipelines.base.Pipeline`: a DEGAN generator from
+:mod:`rsgen.models` (a plain model folder, or a pipeline folder with ``generator/``) and the
+tiled raster I/O of :mod:`rsgen.io`.
 """
 
 from __future__ import annotations
