@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from rsgen.data.captions import (
     holdout_split,
@@ -20,30 +19,7 @@ from rsgen.data.captions import (
 )
 from rsgen.errors import RsgenError
 from rsgen.metrics.retrieval import recall_at_k, zero_shot_accuracy
-from tests.conftest import needs_shared, run_cli, textured_image
-
-SCENES = {"forest": (20, 120, 30), "beach": (230, 210, 150), "river": (40, 80, 200)}
-
-
-@pytest.fixture
-def caption_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A tiny rsicd_aid150-style folder: 3 tinted scenes x 5 images (4 train, 1 test)."""
-    monkeypatch.setenv("RSGEN_CACHE", str(tmp_path / "cache"))
-    folder = tmp_path / "captions"
-    (folder / "images").mkdir(parents=True)
-    lines = []
-    for s, (scene, tint) in enumerate(SCENES.items()):
-        for i in range(5):
-            texture = textured_image((64, 64), seed=10 * s + i).astype(np.float32)
-            image = (0.4 * texture + 0.6 * np.array(tint, np.float32)).astype(np.uint8)
-            name = f"{scene}_{i}.jpg"
-            Image.fromarray(image).save(folder / "images" / name)
-            captions = [f"a {scene} seen from above", f"A {scene}  seen from above .", f"many {scene} pixels"]
-            split = "test" if i == 4 else "train"
-            lines.append(json.dumps({"file": name, "scene": scene, "split": split, "captions": captions}))
-    (folder / "captions.jsonl").write_text("\n".join(lines) + "\n")
-    return folder
-
+from tests.conftest import SCENES, needs_shared, run_cli
 
 # --- caption data -----------------------------------------------------------------------
 

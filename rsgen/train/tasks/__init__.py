@@ -25,6 +25,7 @@ TASKS: dict[str, str | type] = {
     "super_resolution": "rsgen.train.tasks.super_resolution:SuperResolutionTask",
     "rs_clip": "rsgen.train.tasks.rs_clip:RSCLIPTask",
     "scene_classifier": "rsgen.train.tasks.scene_classifier:SceneClassifierTask",
+    "vq_tokenizer": "rsgen.train.tasks.vq_tokenizer:VQTokenizerTask",
 }
 
 
