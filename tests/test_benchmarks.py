@@ -63,3 +63,16 @@ def test_quick_benchmark_reports_every_section(tmp_path):
 
     assert markdown.startswith("Machine: ") and "| method |" in markdown and "| config |" in markdown
     assert "output MP/s" in stdout
+
+
+@pytest.mark.slow
+def test_attention_benchmark_compares_local_with_full(tmp_path):
+    out_json = tmp_path / "attention.json"
+    script = REPO / "benchmarks" / "bench_attention.py"
+    cmd = [sys.executable, str(script), "--quick", "--json", str(out_json)]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    text = out_json.read_text()
+    for tokens in ("256", "1024", "4096"):
+        assert tokens in text
+    assert "full" in text and "local" in text

@@ -10,8 +10,11 @@ from typing import Any
 
 from rsgen.diffusion.gaussian import GaussianScheduler, GaussianSchedulerConfig
 from rsgen.diffusion.scheduler import Scheduler, StepOutput, TrainingBatch
+from rsgen.diffusion.vq_diffusion import VQDiffusionScheduler, VQDiffusionSchedulerConfig
 
-SCHEDULERS: dict[str, type[Scheduler]] = {cls.config_class.NAME: cls for cls in (GaussianScheduler,)}
+SCHEDULERS: dict[str, type[Scheduler]] = {
+    cls.config_class.NAME: cls for cls in (GaussianScheduler, VQDiffusionScheduler)
+}
 
 
 def build_scheduler(config: dict[str, Any]) -> Scheduler:
@@ -35,5 +38,7 @@ __all__ = [
     "Scheduler",
     "StepOutput",
     "TrainingBatch",
+    "VQDiffusionScheduler",
+    "VQDiffusionSchedulerConfig",
     "build_scheduler",
 ]

@@ -27,6 +27,7 @@ MODEL_CLASSES: dict[str, str] = {
     "rs_clip": "rsgen.models.rs_clip:RSCLIP",
     "scene_classifier": "rsgen.models.scene_classifier:SceneClassifier",
     "vq_tokenizer": "rsgen.models.vq_tokenizer:VQTokenizer",
+    "rsvq_transformer": "rsgen.models.diffusion_transformer:DiffusionTransformer",
 }
 DEFAULT_IMAGE_TEXT_MODEL = "rs-clip"
 # Weight files of an open_clip Hugging Face hub folder (with open_clip_config.json beside them).
