@@ -4,7 +4,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["SuperResolver", "__version__"]
+__all__ = ["SuperResolver", "TextToImage", "__version__"]
 
 
 def __getattr__(name: str):
@@ -13,4 +13,8 @@ def __getattr__(name: str):
         from rsgen.pipelines import SuperResolver
 
         return SuperResolver
+    if name == "TextToImage":
+        from rsgen.pipelines import TextToImage
+
+        return TextToImage
     raise AttributeError(name)

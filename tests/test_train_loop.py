@@ -41,7 +41,9 @@ def test_unknown_task_is_a_one_line_user_error(name):
         build_task({"task": name}, None)
     message = str(caught.value)
     assert "\n" not in message and f"unknown training task {name!r}" in message
-    assert "rs_clip, scene_classifier, super_resolution" in message
+    from rsgen.train.tasks import TASKS
+
+    assert f"(known: {', '.join(sorted(TASKS))})" in message and "super_resolution" in message
 
 
 def test_register_task_refuses_a_second_target():

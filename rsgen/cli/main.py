@@ -13,7 +13,7 @@ from typing import NoReturn
 
 import typer
 
-from rsgen.cli import demo, evaluate, info, sr, training  # noqa: F401 - each registers its commands
+from rsgen.cli import demo, evaluate, generate, info, sr, training  # noqa: F401 - each registers its commands
 from rsgen.cli.app import app
 from rsgen.errors import RsgenError
 

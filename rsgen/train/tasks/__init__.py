@@ -26,6 +26,7 @@ TASKS: dict[str, str | type] = {
     "rs_clip": "rsgen.train.tasks.rs_clip:RSCLIPTask",
     "scene_classifier": "rsgen.train.tasks.scene_classifier:SceneClassifierTask",
     "vq_tokenizer": "rsgen.train.tasks.vq_tokenizer:VQTokenizerTask",
+    "rsvq": "rsgen.train.tasks.rsvq:RSVQTask",
 }
 
 

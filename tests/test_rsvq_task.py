@@ -1,0 +1,120 @@
+"""The training task of the RSVQ-Diffusion transformer (task ``rsvq``), on a tiny tokenizer."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+from rsgen.errors import RsgenError
+from rsgen.models.diffusion_transformer import DiffusionTransformer
+from rsgen.models.loading import build_model
+from rsgen.train.loop import run_training
+
+CODES = 16
+
+
+@pytest.fixture
+def tokenizer_dir(tmp_path: Path) -> Path:
+    """A 2-level (downsample 2) tokenizer with 16 codes: 16 px images -> 8 x 8 tokens."""
+    model = build_model({"name": "vq_tokenizer", "channels": [8, 16], "codebook_size": CODES, "code_dim": 8})
+    return model.save_pretrained(tmp_path / "tokenizer")
+
+
+def tiny_config(caption_folder: Path, tokenizer: Path, steps: int = 6, **model: object) -> dict:
+    return {
+        "task": "rsvq",
+        "seed": 0,
+        "tokenizer": str(tokenizer),
+        "model": {
+            "name": "rsvq_transformer",
+            "num_classes": CODES,
+            "grid": [8, 8],
+            "width": 32,
+            "depth": 2,
+            "heads": 2,
+            "num_timesteps": 10,
+            "window": 4,
+            **model,
+        },
+        "scheduler": {"name": "vq_diffusion", "num_classes": CODES, "num_train_timesteps": 10},
+        "data": {
+            "dir": str(caption_folder),
+            "split": "train",
+            "val_fraction": 0.25,
+            "image_size": 16,
+            "load_size": 20,
+        },
+        "train": {
+            "views": 2,
+            "steps": steps,
+            "batch_size": 4,
+            "lr": 3e-3,
+            "warmup_steps": 2,
+            "text_drop": 0.25,
+            "grad_clip": 1.0,
+            "ema_decay": 0.8,
+            "log_every": 3,
+            "eval_every": 3,
+            "checkpoint_every": 3,
+        },
+    }
+
+
+def read_log(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+
+
+def test_training_logs_evaluates_and_exports_the_lowest_loss(
+    caption_folder: Path, tokenizer_dir: Path, tmp_path
+):
+    run = tmp_path / "run"
+    run_training(tiny_config(caption_folder, tokenizer_dir), run, progress=False)
+    records = read_log(run)
+    steps = [r for r in records if "loss" in r]
+    assert [r["step"] for r in steps] == [3, 6] and all(r["loss"] > 0 and r["lr"] > 0 for r in steps)
+    evals = [r for r in records if r.get("event") == "eval"]
+    assert [r["step"] for r in evals] == [3, 6]
+    for r in evals:
+        assert r["val_loss"] > 0 and 0 <= r["val_token_acc"] <= 1
+        assert {f"val_token_acc_t{t}" for t in (1, 3, 5, 7, 9)} <= r.keys()
+    best = DiffusionTransformer.from_pretrained(run / "best")
+    folder = json.loads((run / "best" / "config.json").read_text())
+    assert best.config.num_classes == CODES and best.config.grid == [8, 8]
+    assert folder["training"]["step"] == min(evals, key=lambda r: r["val_loss"])["step"]
+    assert Path(folder["tokenizer"]) == tokenizer_dir.resolve()
+    assert folder["scheduler"]["name"] == "vq_diffusion" and folder["scheduler"]["num_classes"] == CODES
+    DiffusionTransformer.from_pretrained(run / "final")
+    # tokens and caption states were cached on disk once (RSGEN_CACHE is the test's folder)
+    assert len(list((tmp_path / "cache" / "rsvq_tokens").glob("*.safetensors"))) == 1
+
+
+def test_resume_replays_exactly(caption_folder: Path, tokenizer_dir: Path, tmp_path):
+    config = tiny_config(caption_folder, tokenizer_dir, local_attention=False)
+    straight = run_training(config, tmp_path / "straight", progress=False)
+    run_training(config, tmp_path / "split", max_steps=3, progress=False)
+    split = run_training(config, tmp_path / "split", resume=True, progress=False)
+    assert straight["rank_checksums"] == split["rank_checksums"]
+    a = load_file(str(tmp_path / "straight" / "checkpoint.safetensors"))
+    b = load_file(str(tmp_path / "split" / "checkpoint.safetensors"))
+    assert a.keys() == b.keys() and any(k.startswith("ema.") for k in a)
+    for key in a:
+        assert (a[key] == b[key]).all(), key
+
+
+def test_codebook_mismatch_and_missing_tokenizer_are_one_line_errors(
+    caption_folder: Path, tokenizer_dir: Path, tmp_path
+):
+    config = tiny_config(caption_folder, tokenizer_dir, num_classes=32)
+    with pytest.raises(RsgenError, match="num_classes 32 differs from the tokenizer's codebook size") as err:
+        run_training(config, tmp_path / "a", progress=False)
+    assert "\n" not in str(err.value)
+    missing = tmp_path / "no-such-tokenizer"
+    with pytest.raises(RsgenError, match="no trained tokenizer folder") as err:
+        run_training(tiny_config(caption_folder, missing), tmp_path / "b", progress=False)
+    assert str(missing) in str(err.value) and "\n" not in str(err.value)
+    config = tiny_config(caption_folder, "~/no-such-rsgen-tokenizer")
+    with pytest.raises(RsgenError, match=str(Path.home() / "no-such-rsgen-tokenizer")):
+        run_training(config, tmp_path / "c", progress=False)
