@@ -10,12 +10,15 @@ module's weights with one line, ``self.ema = EMA.from_config(module, config["tra
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import torch
 
+from rsgen.checkpoint import optimizer_from_tensors, optimizer_to_tensors
 from rsgen.errors import RsgenError
+from rsgen.models.pretrained import PretrainedModel
 from rsgen.train.ema import EMA
 
 SelectionMode = Literal["max", "min"]
@@ -95,3 +98,34 @@ def optimizer_step(
         norm = float(torch.nn.utils.clip_grad_norm_(params, grad_clip))
     optimizer.step()
     return norm
+
+
+def weight_checksum(tensors: Iterable[torch.Tensor]) -> float:
+    """A float fingerprint of weights (position-weighted sum), to compare ranks at the end."""
+    return float(sum((t.detach().double() * (i + 1)).sum() for i, t in enumerate(tensors)))
+
+
+class SingleModelState:
+    """Checkpoint state, fingerprint and export of a task that trains one network
+    (``self.model``, a :class:`PretrainedModel`) with one optimiser (``self.optimizer``)."""
+
+    model: PretrainedModel
+    optimizer: torch.optim.Optimizer
+
+    def state_tensors(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        tensors = {f"model.{k}": v for k, v in self.model.saved_state_dict().items()}
+        opt, groups = optimizer_to_tensors(self.optimizer, "opt")
+        tensors.update(opt)
+        return tensors, {"groups": groups}
+
+    def load_state(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+        state = {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}
+        self.model.load_saved_state(state, "checkpoint")
+        optimizer_from_tensors(self.optimizer, tensors, "opt", meta["groups"])
+
+    @torch.no_grad()
+    def weight_checksum(self) -> float:
+        return weight_checksum(self.model.saved_state_dict().values())
+
+    def export(self, directory: str | Path, extra: dict[str, Any]) -> None:
+        self.model.save_pretrained(directory, extra)

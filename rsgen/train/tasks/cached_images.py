@@ -16,7 +16,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from rsgen.checkpoint import optimizer_from_tensors, optimizer_to_tensors
 from rsgen.data.captions import holdout_split, read_caption_records
 from rsgen.data.paths import resolve_data_path
 from rsgen.errors import RsgenError
@@ -25,12 +24,12 @@ from rsgen.train.distributed import DistContext
 from rsgen.train.ema import EMA
 from rsgen.train.feature_cache import CACHE_BLOCK, cached_feature_maps, derived_features
 from rsgen.train.schedules import set_lr, warmup_cosine
-from rsgen.train.tasks.base import grad_clip_of, optimizer_step
+from rsgen.train.tasks.base import SingleModelState, grad_clip_of, optimizer_step
 
 MAX_TUNED_BLOCKS = 16 - CACHE_BLOCK
 
 
-class CachedImageTask:
+class CachedImageTask(SingleModelState):
     """Base of tasks whose image tower is an :class:`EfficientNetLite0Trunk` fed from the cache."""
 
     selection_metric = "val_score"
@@ -101,25 +100,6 @@ class CachedImageTask:
         set_lr(self.optimizer, lr)
         optimizer_step(self.optimizer, loss, self.grad_clip)
         return lr
-
-    def state_tensors(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-        tensors = {f"model.{k}": v for k, v in self.model.saved_state_dict().items()}
-        opt, groups = optimizer_to_tensors(self.optimizer, "opt")
-        tensors.update(opt)
-        return tensors, {"groups": groups}
-
-    def load_state(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
-        state = {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}
-        self.model.load_saved_state(state, "checkpoint")
-        optimizer_from_tensors(self.optimizer, tensors, "opt", meta["groups"])
-
-    @torch.no_grad()
-    def weight_checksum(self) -> float:
-        values = self.model.saved_state_dict().values()
-        return float(sum((v.double() * (i + 1)).sum() for i, v in enumerate(values)))
-
-    def export(self, directory: str | Path, extra: dict[str, Any]) -> None:
-        self.model.save_pretrained(directory, extra)
 
 
 def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:

@@ -30,7 +30,6 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
-from rsgen.checkpoint import optimizer_from_tensors, optimizer_to_tensors
 from rsgen.data.captions import CaptionRecord, holdout_split, read_caption_records, unique_captions
 from rsgen.data.images import center_square, image_to_tensor
 from rsgen.data.paths import resolve_data_path
@@ -46,7 +45,7 @@ from rsgen.train.distributed import DistContext
 from rsgen.train.ema import EMA
 from rsgen.train.feature_cache import cache_root
 from rsgen.train.schedules import set_lr, warmup_cosine
-from rsgen.train.tasks.base import grad_clip_of, optimizer_step
+from rsgen.train.tasks.base import SingleModelState, grad_clip_of, optimizer_step
 
 CACHE_VERSION = 1
 #: Validation timesteps as fractions of T (10, 30, 50, 70, 90 for T = 100).
@@ -72,7 +71,7 @@ def augmented_view(image: np.ndarray, size: int, rng: np.random.Generator) -> to
     return image_to_tensor(Image.fromarray(np.ascontiguousarray(crop)))
 
 
-class RSVQTask:
+class RSVQTask(SingleModelState):
     """Owns the transformer, its optimiser, the scheduler and the pre-computed tokens and text."""
 
     selection_metric = "val_loss"
@@ -324,21 +323,6 @@ class RSVQTask:
             accuracies.append(correct / self.val_tokens.numel())
             metrics[f"val_token_acc_t{t}"] = accuracies[-1]
         return {"val_loss": float(np.mean(losses)), "val_token_acc": float(np.mean(accuracies)), **metrics}
-
-    def state_tensors(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-        tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
-        opt, groups = optimizer_to_tensors(self.optimizer, "opt")
-        tensors.update(opt)
-        return tensors, {"groups": groups}
-
-    def load_state(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
-        state = {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}
-        self.model.load_saved_state(state, "checkpoint")
-        optimizer_from_tensors(self.optimizer, tensors, "opt", meta["groups"])
-
-    @torch.no_grad()
-    def weight_checksum(self) -> float:
-        return float(sum((p.double() * (i + 1)).sum() for i, p in enumerate(self.model.parameters())))
 
     def export(self, directory: str | Path, extra: dict[str, Any]) -> None:
         """The transformer's folder; ``tokenizer`` (its folder) and ``scheduler`` (its config) in

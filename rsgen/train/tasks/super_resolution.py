@@ -29,7 +29,7 @@ from rsgen.train.distributed import DistContext
 from rsgen.train.ema import EMA
 from rsgen.train.losses import PerceptualLoss, adversarial_loss
 from rsgen.train.schedules import set_lr, step_decay
-from rsgen.train.tasks.base import grad_clip_of, optimizer_step
+from rsgen.train.tasks.base import grad_clip_of, optimizer_step, weight_checksum
 
 
 class SuperResolutionTask:
@@ -175,7 +175,7 @@ class SuperResolutionTask:
     @torch.no_grad()
     def weight_checksum(self) -> float:
         """A float fingerprint of the generator weights (to compare ranks)."""
-        return float(sum((p.double() * (i + 1)).sum() for i, p in enumerate(self.generator.parameters())))
+        return weight_checksum(self.generator.parameters())
 
     def export(self, directory: str | Path, extra: dict[str, Any]) -> None:
         """Save the generator as a pretrained folder (fp16 safetensors + config.json)."""

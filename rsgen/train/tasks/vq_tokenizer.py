@@ -10,14 +10,12 @@ with bf16 instructions).
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch.nn import functional as F
 
-from rsgen.checkpoint import optimizer_from_tensors, optimizer_to_tensors
 from rsgen.data.captions import holdout_split, read_caption_records
 from rsgen.data.images import tensor_to_image
 from rsgen.data.paths import resolve_data_path
@@ -30,10 +28,10 @@ from rsgen.train.distributed import DistContext
 from rsgen.train.ema import EMA
 from rsgen.train.losses import PerceptualLoss
 from rsgen.train.schedules import set_lr, warmup_cosine
-from rsgen.train.tasks.base import grad_clip_of, optimizer_step
+from rsgen.train.tasks.base import SingleModelState, grad_clip_of, optimizer_step
 
 
-class VQTokenizerTask:
+class VQTokenizerTask(SingleModelState):
     """Owns the tokenizer, its optimiser, the perceptual network and the scene images."""
 
     selection_metric = "val_psnr"
@@ -119,20 +117,3 @@ class VQTokenizerTask:
             "val_used_fraction": usage["used_fraction"],
         }
 
-    def state_tensors(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-        tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
-        opt, groups = optimizer_to_tensors(self.optimizer, "opt")
-        tensors.update(opt)
-        return tensors, {"groups": groups}
-
-    def load_state(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
-        state = {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}
-        self.model.load_saved_state(state, "checkpoint")
-        optimizer_from_tensors(self.optimizer, tensors, "opt", meta["groups"])
-
-    @torch.no_grad()
-    def weight_checksum(self) -> float:
-        return float(sum((p.double() * (i + 1)).sum() for i, p in enumerate(self.model.parameters())))
-
-    def export(self, directory: str | Path, extra: dict[str, Any]) -> None:
-        self.model.save_pretrained(directory, extra)
