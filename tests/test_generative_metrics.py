@@ -464,6 +464,20 @@ def _missing_image(images: Path) -> tuple[Path, list[Any]]:
     return path, [path, "line 1", "'nope.png' not found"]
 
 
+def _image_outside_the_folder(images: Path) -> tuple[Path, list[Any]]:
+    outside = images.parent / "secret.png"
+    solid(outside, (0, 255, 0))  # it exists: only its place is wrong
+    path = images.parent / "c.jsonl"
+    path.write_text('{"file": "a.png", "caption": "red"}\n{"file": "../secret.png", "caption": "green"}\n')
+    return path, [path, "line 2", "'../secret.png' is outside the image folder"]
+
+
+def _absolute_image_path(images: Path) -> tuple[Path, list[Any]]:
+    path = images.parent / "c.jsonl"
+    path.write_text(json.dumps({"file": str(images / "a.png"), "caption": "red"}) + "\n")
+    return path, [path, "line 1", "is outside the image folder"]
+
+
 def _empty_caption(images: Path) -> tuple[Path, list[Any]]:
     path = images.parent / "c.jsonl"
     path.write_text('{"file": "a.png", "prompt": "red"}\n\n{"file": "b.png", "captions": ["blue", " "]}\n')
@@ -474,6 +488,8 @@ CLIP_CASES = {
     "txt count mismatch": _txt_mismatch,
     "broken jsonl line": _broken_jsonl,
     "jsonl names a missing image": _missing_image,
+    "jsonl reaches outside the folder": _image_outside_the_folder,
+    "jsonl gives an absolute path": _absolute_image_path,
     "empty caption": _empty_caption,
 }
 

@@ -251,6 +251,8 @@ def _jsonl_entry(record: dict[str, Any], number: int, path: Path, folder: Path) 
         if not caption.strip():
             raise RsgenError(f"line {number}: empty caption", path)
     image = folder / name
+    if Path(name).is_absolute() or not image.resolve().is_relative_to(folder.resolve()):
+        raise RsgenError(f"line {number}: image {name!r} is outside the image folder {folder}", path)
     if not image.is_file():
         raise RsgenError(f"line {number}: image {name!r} not found in {folder}", path)
     return CaptionedImage(image, tuple(captions), number)
