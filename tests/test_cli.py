@@ -213,3 +213,30 @@ def test_demo_falls_back_to_astronaut(
     assert "PSNR" in result.stdout and "bicubic" in result.stdout and "EPSG:32633" in result.stdout
     with Image.open(out / "sr.png") as image:
         assert image.size == (32, 32)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("signum", "code", "message"), [(2, 130, "interrupted"), (15, 143, "terminated (SIGTERM)")]
+)
+def test_stopping_sr_midway_leaves_no_file_and_says_why(tmp_path: Path, signum: int, code: int, message: str):
+    """Ctrl-C (SIGINT) and SIGTERM (timeout, docker stop) while the output is being written."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    src, out = tmp_path / "scene.png", tmp_path / "out"
+    Image.fromarray(textured_image((600, 600), seed=3)).save(src)
+    out.mkdir()
+    cmd = [sys.executable, "-m", "rsgen", "sr", str(src), "-o", str(out / "sr.png"), "--scale", "4", "-q"]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    deadline = time.monotonic() + 120
+    while not any(out.iterdir()) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the job ended before it could be stopped"
+    proc.send_signal(signal.Signals(signum))
+    stderr = proc.communicate(timeout=120)[1]
+    assert proc.returncode == code
+    assert stderr.strip().splitlines() == [f"error: {message}"]
+    assert list(out.iterdir()) == []

@@ -8,7 +8,9 @@ stdout for scripting.
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 from typing import NoReturn
 
 import typer
@@ -17,9 +19,17 @@ from rsgen.cli import demo, evaluate, generate, info, sr, training  # noqa: F401
 from rsgen.cli.app import app
 from rsgen.errors import RsgenError
 
+#: Exit status of a run stopped by Ctrl-C (typer turns KeyboardInterrupt into this) or SIGTERM.
+INTERRUPTED, TERMINATED = 130, 143
+
 
 def main() -> None:
-    """Console entry point: one-line errors on stderr, no tracebacks for user mistakes."""
+    """Console entry point: one-line errors on stderr, no tracebacks for user mistakes.
+
+    SIGTERM (``timeout``, ``docker stop``, schedulers) stops a command like Ctrl-C does: the
+    work in progress unwinds, so no temporary or partial output file is left behind, and one
+    line says why the command stopped."""
+    terminated = _stop_on_sigterm()
     try:
         code = app(standalone_mode=False)
     except RsgenError as exc:
@@ -29,8 +39,23 @@ def main() -> None:
             sys.exit(exc.exit_code)
         _fail(_usage_message(exc), exc.exit_code)
     except (KeyboardInterrupt, typer.Abort):
-        _fail("interrupted", 130)
+        code = INTERRUPTED
+    if code == INTERRUPTED:
+        _fail("terminated (SIGTERM)", TERMINATED) if terminated else _fail("interrupted", INTERRUPTED)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _stop_on_sigterm() -> list[int]:
+    """Turn SIGTERM into KeyboardInterrupt; the returned list gets an entry when one arrives."""
+    received: list[int] = []
+
+    def handle(signum: int, frame: object) -> None:
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handle)
+    return received
 
 
 def _usage_message(exc: typer.TyperException) -> str:
