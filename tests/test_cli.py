@@ -240,3 +240,14 @@ def test_stopping_sr_midway_leaves_no_file_and_says_why(tmp_path: Path, signum: 
     assert proc.returncode == code
     assert stderr.strip().splitlines() == [f"error: {message}"]
     assert list(out.iterdir()) == []
+
+
+def test_help_keeps_every_bracketed_default():
+    def help_text(*command: str) -> str:
+        return " ".join(run_cli(*command, "--help").ok().stdout.split())  # undo the line wrapping
+
+    sr_help = help_text("sr")
+    assert "[default: degan-x<scale>]" in sr_help and "[default: 4]" in sr_help
+    assert "[default: 256 / scale]" in sr_help
+    assert "[default: $RSGEN_DATA/RSSCN7/val]" in help_text("eval", "sr")
+    assert '"FD[X]"' in help_text("eval", "fid")

@@ -17,14 +17,19 @@ from rsgen.errors import RsgenError
 app = typer.Typer(
     name="rsgen",
     help="Generative remote sensing imagery: super-resolution of images and GeoTIFF scenes, "
-    "an offline remote-sensing image-text model (RS-CLIP) and generative metrics.",
+    "text-to-image generation (RSVQ-Diffusion), an offline remote-sensing image-text model "
+    "(RS-CLIP) and generative metrics.",
     no_args_is_help=True,
+    # Plain help: rich markup would eat every [default: ...] and [x>=1] of the option texts.
+    rich_markup_mode=None,
     pretty_exceptions_enable=False,
     add_completion=False,
 )
 
 
-eval_app = typer.Typer(help="Evaluate models against their baselines.", no_args_is_help=True)
+eval_app = typer.Typer(
+    help="Evaluate models against their baselines.", no_args_is_help=True, rich_markup_mode=None
+)
 
 
 app.add_typer(eval_app, name="eval")
@@ -75,9 +80,3 @@ def default_data(*parts: str) -> Path:
     from rsgen.data.paths import default_data_root
 
     return default_data_root().joinpath(*parts)
-
-
-def markup_safe_help(text: str) -> str:
-    """Command help for typer's rich markup: paragraphs reflowed, ``[`` escaped (not markup)."""
-    paragraphs = [" ".join(p.split()) for p in text.strip().split("\n\n")]
-    return "\n\n".join(p.replace("[", "\\[") for p in paragraphs)

@@ -27,7 +27,6 @@ from rsgen.cli.app import (
     default_data,
     emit_json,
     eval_app,
-    markup_safe_help,
 )
 from rsgen.cli.tables import format_number, print_metric_table, print_sr_table
 from rsgen.errors import RsgenError
@@ -157,7 +156,7 @@ def eval_scene_command(
     typer.echo("  weakest scenes: " + ", ".join(f"{scene} {acc:.2f}" for scene, acc in worst))
 
 
-@eval_app.command("fid", help=markup_safe_help(FID_HELP))
+@eval_app.command("fid", help=FID_HELP)
 def eval_fid_command(
     real_dir: Annotated[Path, typer.Argument(help="Folder of real (reference) images.")],
     fake_dir: Annotated[Path, typer.Argument(help="Folder of generated images (IS is computed on it).")],
@@ -224,7 +223,7 @@ def eval_fid_command(
     print_metric_table(f"Generative metrics on {extractor.name} features", rows, caption)
 
 
-@eval_app.command("clip", help=markup_safe_help(CLIP_HELP))
+@eval_app.command("clip", help=CLIP_HELP)
 def eval_clip_command(
     image_dir: Annotated[Path, typer.Argument(help="Folder of images.")],
     captions: Annotated[Path, typer.Argument(help="Caption file: .jsonl or .txt (see above).")],

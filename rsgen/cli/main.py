@@ -35,7 +35,8 @@ def main() -> None:
     except RsgenError as exc:
         _fail(str(exc), 1)
     except typer.TyperException as exc:
-        if type(exc).__name__ == "NoArgsIsHelpError":
+        if type(exc).__name__ == "NoArgsIsHelpError":  # `rsgen` or `rsgen eval` alone: the help
+            typer.echo(exc.ctx.get_help())
             sys.exit(exc.exit_code)
         _fail(_usage_message(exc), exc.exit_code)
     except (KeyboardInterrupt, typer.Abort):
