@@ -424,3 +424,30 @@ def test_list_images(tmp_path: Path) -> None:
         with pytest.raises(RsgenError, match=message) as err:
             list_images(tmp_path / bad)
         assert str(tmp_path / bad) in str(err.value)
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    """A phone/drone JPEG stored landscape with orientation 6 (rotate 90° clockwise) reads as the
+    portrait picture viewers show."""
+    from rsgen.io import read_rgb_uint8
+
+    stored = np.zeros((40, 60, 3), np.uint8)
+    stored[:, :20] = (255, 0, 0)  # red on the stored left edge
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path = tmp_path / "phone.jpg"
+    Image.fromarray(stored).save(path, exif=exif, quality=95)
+    pixels = read_rgb_uint8(path)
+    assert pixels.shape == (60, 40, 3)
+    assert pixels[:15, :, 0].mean() > 200 and pixels[-15:, :, 0].mean() < 60  # left edge is now the top
+
+
+def test_a_named_pipe_is_refused_without_blocking(tmp_path):
+    import os
+
+    from rsgen.io import read_raster_info
+
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    with pytest.raises(RsgenError, match="not a regular file"):
+        read_raster_info(fifo)

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 import rasterio
-from PIL import Image, ImageFile
+from PIL import Image, ImageFile, ImageOps
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
@@ -180,6 +180,8 @@ def _sniff(path: Path) -> str:
         raise RsgenError("file not found", path)
     if path.is_dir():
         raise RsgenError("is a folder, not an image file", path)
+    if not path.is_file():  # a named pipe, socket or device would block or never end
+        raise RsgenError("not a regular file (a pipe, socket or device?)", path)
     try:
         with path.open("rb") as fh:
             head = fh.read(32)
@@ -245,7 +247,9 @@ def _decode_pillow(path: Path, kind: str) -> tuple[np.ndarray, tuple[str, ...]]:
         with _strict_truncation(), warnings.catch_warnings(), Image.open(path) as image:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image.load()
-            image = _pillow_mode(image)
+            # Phones and drones store the camera's rotation as EXIF orientation: apply it, so
+            # the pixels are the picture every viewer shows (the tag is not written back).
+            image = _pillow_mode(ImageOps.exif_transpose(image))
             if image.mode not in _PILLOW_ROLES:
                 raise RsgenError(f"unsupported {kind.upper()} pixel mode {image.mode!r}", path)
             array = np.asarray(image)
