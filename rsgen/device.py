@@ -28,4 +28,9 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
             raise RsgenError(f"device {str(device)!r} cannot be used: {found}")
     if chosen.type == "mps" and not torch.backends.mps.is_available():
         raise RsgenError(f"device {str(device)!r} cannot be used: MPS is not available")
+    if chosen.type not in ("cpu", "cuda", "mps"):
+        backend = getattr(torch, chosen.type, None)
+        available = getattr(backend, "is_available", None)
+        if not callable(available) or not available():
+            raise RsgenError(f"device {str(device)!r} cannot be used: this torch has no usable {chosen.type}")
     return chosen

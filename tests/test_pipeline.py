@@ -95,7 +95,7 @@ def test_unknown_model_name_lists_builtins() -> None:
         SuperResolver.from_pretrained("degan-x9-does-not-exist")
 
 
-@pytest.mark.parametrize("device", ["foo", "cuda:99"])
+@pytest.mark.parametrize("device", ["foo", "cuda:99", "xpu", "meta"])
 def test_unusable_device_is_an_error(device: str) -> None:
     with pytest.raises(RsgenError, match=device):
         resolve_device(device)
