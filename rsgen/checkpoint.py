@@ -162,13 +162,22 @@ def save_training_state(path: str | Path, tensors: dict[str, torch.Tensor], meta
 
 
 def load_training_state(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Inverse of :func:`save_training_state`."""
+    """Inverse of :func:`save_training_state`; a file without rsgen's metadata (another
+    program's safetensors, or broken JSON in it) is a one-line error."""
     from safetensors import safe_open
 
     path = Path(path)
     tensors = read_weights_file(path)
     with safe_open(str(path), framework="pt") as f:
-        meta = json.loads((f.metadata() or {}).get("rsgen_meta", "{}"))
+        raw = (f.metadata() or {}).get("rsgen_meta")
+    if raw is None:
+        raise RsgenError("not an rsgen training checkpoint (no rsgen_meta metadata)", path)
+    try:
+        meta = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise RsgenError(f"checkpoint metadata is not JSON ({exc.msg})", path) from exc
+    if not isinstance(meta, dict):
+        raise RsgenError("checkpoint metadata is not a JSON object", path)
     return tensors, meta
 
 

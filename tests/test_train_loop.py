@@ -268,3 +268,39 @@ def test_curves_plot_whatever_keys_a_task_logs(tmp_path):
     ]
     png = plot_curves(log, tmp_path / "curves.png", title="t")
     assert png.stat().st_size > 1000
+
+
+# --- resuming from what a user has on disk ---------------------------------------------------
+
+
+def test_resume_faults_are_one_line_errors(image_folder, tmp_path):
+    from safetensors.torch import save_file
+
+    from rsgen.train.loop import CHECKPOINT_NAME
+
+    run = tmp_path / "run"
+    run_training(tiny_config(image_folder, warmup=4, gan=0), run, max_steps=2, progress=False)
+    checkpoint = run / CHECKPOINT_NAME
+    good = checkpoint.read_bytes()
+
+    def resume_fails(config, match, **options):
+        with pytest.raises(RsgenError, match=match) as caught:
+            run_training(config, run, resume=True, progress=False, **options)
+        assert "\n" not in str(caught.value)
+
+    config = tiny_config(image_folder, warmup=4, gan=0)
+    resume_fails(config, "checkpoint is at step 2: nothing to do up to step 1", max_steps=1)
+    for scale, match in ((4, "does not fit this run's config"), ("abc", "invalid training config")):
+        resume_fails(tiny_config(image_folder, warmup=4, gan=0, **{"model.scale": scale}), match)
+    save_file({"x": torch.zeros(1)}, str(checkpoint))
+    resume_fails(config, "not an rsgen training checkpoint")
+    save_file({"x": torch.zeros(1)}, str(checkpoint), metadata={"rsgen_meta": "{not json"})
+    resume_fails(config, "metadata is not JSON")
+    save_file({"x": torch.zeros(1)}, str(checkpoint), metadata={"rsgen_meta": '{"step": 2}'})
+    resume_fails(config, "lacks the step or the task state")
+    checkpoint.unlink()
+    resume_fails(config, f"no {CHECKPOINT_NAME} to resume from")
+    final = json.loads((run / "final" / "config.json").read_text())["training"]["step"]
+    assert final == 2  # nothing restarted at step 0 over the run
+    checkpoint.write_bytes(good)
+    run_training(config, run, resume=True, max_steps=3, progress=False)  # the run itself is fine

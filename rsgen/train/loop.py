@@ -70,19 +70,32 @@ def _train(
         raise RsgenError(
             "run folder already has a checkpoint: pass --resume, or choose another folder", run_dir
         )
+    if resume and not checkpoint.exists():
+        raise RsgenError(f"no {CHECKPOINT_NAME} to resume from (start a new run with another --out)", run_dir)
     seed = int(config.get("seed", 0))
     torch.manual_seed(seed)  # identical initial weights on every rank
-    task = build_task(config, ctx)
+    try:
+        task = build_task(config, ctx)
+    except (KeyError, TypeError, ValueError) as exc:  # a YAML or --set value the task cannot use
+        raise RsgenError(f"invalid training config: {type(exc).__name__}: {exc}") from exc
     mode = selection_mode_of(task)
     ema = getattr(task, "ema", None)
     start = 0
-    if resume and checkpoint.exists():
+    if resume:
         tensors, meta = load_training_state(checkpoint)
-        task.load_state(tensors, meta["task"])
+        if not isinstance(meta.get("step"), int) or "task" not in meta:
+            raise RsgenError("checkpoint metadata lacks the step or the task state", checkpoint)
+        try:
+            task.load_state(tensors, meta["task"])
+        except (KeyError, RuntimeError, ValueError) as exc:
+            detail = " ".join(str(exc).split())[:200]
+            raise RsgenError(f"checkpoint does not fit this run's config ({detail})", checkpoint) from exc
         if ema is not None:
             ema.load_state(tensors)  # none saved (older checkpoint, EMA just turned on): restart
         start = int(meta["step"])
     end = task.total_steps if max_steps is None else min(int(max_steps), task.total_steps)
+    if resume and end <= start:
+        raise RsgenError(f"the checkpoint is at step {start}: nothing to do up to step {end}", checkpoint)
     train_cfg = config["train"]
     every = {k: int(train_cfg.get(k, 0)) for k in ("log_every", "eval_every", "checkpoint_every")}
 
