@@ -129,3 +129,19 @@ def test_generator_attention_memory_stays_linear_in_tokens():
     stock = torch.nn.TransformerEncoderLayer(16, 2, 16, 0.1, batch_first=True).eval()
     tokens = torch.zeros(1, 64 * 64, 16)
     assert _largest_allocation(stock, tokens) >= 2 * 4096 * 4096 * 4  # the check can fail
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("channels", -8, "channels must be integers"),
+        ("stem_channels", [4, 0], "stem_channels must be integers"),
+        ("channels", 10**6, "channels must be integers in 1..4096"),
+        ("transformer_heads", 3, "must divide the refiner width"),
+        ("attention", "cbma", "attention must be one of"),
+        ("num_res_blocks", -1, "num_res_blocks"),
+    ],
+)
+def test_bad_generator_configs_fail_before_building(option, value, message):
+    with pytest.raises(ValueError, match=message):
+        DEGANConfig.from_dict({**TINY_MODEL, option: value})

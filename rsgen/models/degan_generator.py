@@ -23,6 +23,9 @@ from rsgen.models.degan_refiner import RefinerUNet
 from rsgen.models.pretrained import PretrainedModel
 
 SUPPORTED_SCALES = (2, 4)
+ATTENTION_KINDS = ("none", "se", "cam", "sam", "cbam")
+# Widths beyond this are typos (or out-of-memory kills), not models.
+MAX_WIDTH = 4096
 
 
 @dataclass
@@ -59,6 +62,28 @@ class DEGANConfig(ComponentConfig):
             raise ValueError(f"global_skip must be 'none' or 'bicubic', got {self.global_skip!r}")
         if self.t_train not in ("uniform", "fixed"):
             raise ValueError(f"t_train must be 'uniform' or 'fixed', got {self.t_train!r}")
+        if self.attention not in ATTENTION_KINDS:
+            raise ValueError(f"attention must be one of {', '.join(ATTENTION_KINDS)}, got {self.attention!r}")
+        widths = {
+            "channels": [self.channels],
+            "stem_channels": self.stem_channels,
+            "unet_base": [self.unet_base],
+        }
+        widths["tail_channels"] = self.tail_channels
+        for name, values in widths.items():
+            if any(isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= MAX_WIDTH for v in values):
+                raise ValueError(f"{name} must be integers in 1..{MAX_WIDTH}, got {values}")
+        if not 0 <= self.num_res_blocks <= 256:
+            raise ValueError(f"num_res_blocks must be in 0..256, got {self.num_res_blocks}")
+        if self.unet_transformer and (
+            self.transformer_heads < 1 or (4 * self.unet_base) % self.transformer_heads
+        ):
+            raise ValueError(
+                f"transformer_heads ({self.transformer_heads}) must divide the refiner width 4 * unet_base "
+                f"({4 * self.unet_base})"
+            )
+        if self.attention_reduction < 1 or self.transformer_ff < 1:
+            raise ValueError("attention_reduction and transformer_ff must be >= 1")
 
 
 class DEGANGenerator(PretrainedModel):
