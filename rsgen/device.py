@@ -34,3 +34,37 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
         if not callable(available) or not available():
             raise RsgenError(f"device {str(device)!r} cannot be used: this torch has no usable {chosen.type}")
     return chosen
+
+
+def bf16_is_fast(device: str | torch.device) -> bool:
+    """Whether bfloat16 runs natively on ``device``: a CUDA GPU that supports it, or a CPU with
+    avx512_bf16 or AMX units. Elsewhere bf16 is emulated and slower than float32."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
+    return bool(_cpu_flags() & {"avx512_bf16", "amx_bf16"})
+
+
+def _cpu_flags() -> set[str]:
+    """The CPU feature flags Linux reports (x86 ``flags``, Arm ``Features``; empty where
+    /proc/cpuinfo does not exist)."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith(("flags", "Features")):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def use_bf16(setting: bool | str | None, device: str | torch.device) -> bool:
+    """A config's ``bf16`` setting resolved for ``device``: true, false, or ``auto`` (on where
+    :func:`bf16_is_fast`). Anything else is an RsgenError."""
+    if setting is None or isinstance(setting, bool):
+        return bool(setting)
+    if str(setting).lower() == "auto":
+        return bf16_is_fast(device)
+    raise RsgenError(f"bf16 must be true, false or auto, not {setting!r}")

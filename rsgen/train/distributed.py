@@ -20,10 +20,17 @@ class DistContext:
     world_size: int = 1
     local_rank: int = 0
     device: torch.device = torch.device("cpu")
+    progress: bool = True
+    """Whether progress bars were asked for (``--quiet`` turns them off)."""
 
     @property
     def is_main(self) -> bool:
         return self.rank == 0
+
+    @property
+    def show_progress(self) -> bool:
+        """Progress bars on: asked for, and this is the main process."""
+        return self.progress and self.is_main
 
     @property
     def distributed(self) -> bool:

@@ -51,6 +51,7 @@ def run_training(
     """Train per ``config`` into ``run_dir``; returns a summary dict (also the last log line)."""
     run_dir = Path(run_dir)
     ctx = init_distributed(device)
+    ctx.progress = progress
     try:
         return _train(config, run_dir, resume, max_steps, ctx, progress)
     finally:

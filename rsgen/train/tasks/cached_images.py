@@ -80,7 +80,7 @@ class CachedImageTask(SingleModelState):
             return out.mean(dim=(-2, -1)) if pooled else out
 
         name = f"to{self.trunk.split}" + ("-pooled" if pooled else "")
-        return derived_features(paths, views, self.seed, name, frozen_rest, progress=self.ctx.is_main)
+        return derived_features(paths, views, self.seed, name, frozen_rest, progress=self.ctx.show_progress)
 
     def pooled_features(self, inputs: torch.Tensor) -> torch.Tensor:
         """Cached inputs of a batch → pooled 1280-d image features (through the tuned blocks)."""

@@ -34,6 +34,7 @@ from rsgen.data.captions import CaptionRecord, holdout_split, read_caption_recor
 from rsgen.data.images import center_square, image_to_tensor
 from rsgen.data.paths import resolve_data_path
 from rsgen.data.scene_images import SceneImages
+from rsgen.device import use_bf16
 from rsgen.diffusion import build_scheduler
 from rsgen.diffusion.vq_diffusion import VQDiffusionScheduler
 from rsgen.errors import RsgenError
@@ -129,7 +130,7 @@ class RSVQTask(SingleModelState):
             weight_decay=float(train.get("weight_decay", 0.01)),
         )
         self.grad_clip = grad_clip_of(train)
-        self.bf16 = bool(train.get("bf16", False))
+        self.bf16 = use_bf16(train.get("bf16", False), ctx.device)
         self.ema = EMA.from_config(self.model, train)
 
     # --- set-up -------------------------------------------------------------------------------
@@ -184,7 +185,10 @@ class RSVQTask(SingleModelState):
         if path.is_file():
             return load_file(str(path))
 
-        tokens = self._encode_views(tokenizer, SceneImages(train_records, size, load_size, augment=False))
+        tokens = self._encode_views(
+            tokenizer,
+            SceneImages(train_records, size, load_size, augment=False, progress=self.ctx.show_progress),
+        )
         val_tokens = torch.zeros(0, *tokens.shape[2:], dtype=torch.int16)
         if val_records:
             val_images = SceneImages(val_records, size, load_size, augment=False, progress=False)
@@ -216,7 +220,9 @@ class RSVQTask(SingleModelState):
         encoded chunk by chunk (the float views of a whole dataset would need GBs)."""
         views = self.views if views is None else views
         out = []
-        bar = progress_bar(total=len(images) * (1 + views), desc="tokenize", unit="view")
+        bar = progress_bar(
+            total=len(images) * (1 + views), desc="tokenize", unit="view", enabled=self.ctx.show_progress
+        )
         for view in range(1 + views):
             rng = np.random.default_rng([self.seed, view])
             ids = []
@@ -241,7 +247,9 @@ class RSVQTask(SingleModelState):
 
         encoder = MiniLMTextEncoder(max_tokens=min(MAX_TOKENS, self.model.config.max_text_tokens))
         packed, lengths = [], []
-        for start in progress_bar(range(0, len(texts), TEXT_CHUNK), desc="captions", unit="batch"):
+        for start in progress_bar(
+            range(0, len(texts), TEXT_CHUNK), desc="captions", unit="batch", enabled=self.ctx.show_progress
+        ):
             states, mask = encoder.token_states(texts[start : start + TEXT_CHUNK])
             for row, keep in zip(states, mask, strict=True):
                 packed.append(row[keep].half().cpu())

@@ -4,8 +4,8 @@ The codebook itself follows the encoder by EMA (inside ``vector-quantize-pytorch
 codes unused for a while from the batch. Images are whole scenes of the caption dataset's
 ``split`` (``rsicd_aid150`` train), with ``val_fraction`` of every scene held out; validation
 reports reconstruction PSNR/SSIM and codebook usage on them, and ``val_psnr`` picks ``best/``.
-``train.bf16`` runs forward and backward under bfloat16 autocast (about 2x faster on CPUs
-with bf16 instructions).
+``train.bf16`` (true, false or auto) runs forward and backward under bfloat16 autocast (about
+2x faster on CPUs with bf16 instructions; ``auto`` turns it on only there).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from rsgen.data.captions import holdout_split, read_caption_records
 from rsgen.data.images import tensor_to_image
 from rsgen.data.paths import resolve_data_path
 from rsgen.data.scene_images import SceneImages
+from rsgen.device import use_bf16
 from rsgen.errors import RsgenError
 from rsgen.metrics import psnr, ssim
 from rsgen.models.feature_extractors import build_feature_extractor
@@ -51,8 +52,11 @@ class VQTokenizerTask(SingleModelState):
         train_records, val_records = holdout_split(records, float(data.get("val_fraction", 0.1)), seed)
         val_records = val_records[: int(data.get("val_images", len(val_records)))]
         load_size = int(data.get("load_size", size))
-        self.images = SceneImages(train_records, size, load_size, bool(data.get("augment", True)), seed)
-        self.val_images = SceneImages(val_records, size, load_size, augment=False) if val_records else None
+        show = ctx.show_progress
+        self.images = SceneImages(train_records, size, load_size, bool(data.get("augment", True)), seed, show)
+        self.val_images = (
+            SceneImages(val_records, size, load_size, augment=False, progress=show) if val_records else None
+        )
 
         self.total_steps = int(train["steps"])
         self.batch_size = int(train["batch_size"])
@@ -63,7 +67,7 @@ class VQTokenizerTask(SingleModelState):
         )
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.lr[0], betas=(0.5, 0.9))
         self.grad_clip = grad_clip_of(train)
-        self.bf16 = bool(train.get("bf16", False))
+        self.bf16 = use_bf16(train.get("bf16", False), ctx.device)
         self.weights = {"l1": float(loss.get("l1", 1.0)), "perceptual": float(loss.get("perceptual", 0.0))}
         self.perceptual = None
         if self.weights["perceptual"] > 0:
@@ -116,4 +120,3 @@ class VQTokenizerTask(SingleModelState):
             "val_perplexity": usage["perplexity"],
             "val_used_fraction": usage["used_fraction"],
         }
-
