@@ -28,6 +28,11 @@ from rsgen.files import atomic_file, write_folder_atomically
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
+MODEL_INDEX_NAME = "model_index.json"
+
+#: What a pipeline folder stores of one component: its registry name (``config.NAME``), its
+#: config.json contents and its tensors (None for a noise scheduler).
+ComponentFiles = tuple[str, dict[str, Any], "dict[str, torch.Tensor] | None"]
 
 
 def save_component(
@@ -42,6 +47,29 @@ def save_component(
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     return write_folder_atomically(directory, lambda tmp: write_component(tmp, config, state, dtype))
+
+
+def save_pipeline_folder(
+    directory: str | Path,
+    pipeline_name: str,
+    components: dict[str, ComponentFiles],
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write a pipeline folder atomically: ``model_index.json`` (the pipeline's name, each
+    component's registry name, ``extra``) and one component folder per entry (fp16 tensors)."""
+    index = {
+        "pipeline": pipeline_name,
+        "components": {name: kind for name, (kind, _, _) in components.items()},
+        **(extra or {}),
+    }
+
+    def write(tmp: Path) -> None:
+        for name, (_, config, state) in components.items():
+            (tmp / name).mkdir()
+            write_component(tmp / name, config, state)
+        (tmp / MODEL_INDEX_NAME).write_text(json.dumps(index, indent=2) + "\n")
+
+    return write_folder_atomically(Path(directory), write)
 
 
 def write_component(

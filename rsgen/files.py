@@ -77,3 +77,9 @@ def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+def cache_root() -> Path:
+    """Where rsgen keeps what it can rebuild (feature caches, per-image editing models):
+    ``$RSGEN_CACHE`` or ``~/.cache/rsgen``."""
+    return Path(os.environ.get("RSGEN_CACHE", Path.home() / ".cache" / "rsgen"))

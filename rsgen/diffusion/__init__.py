@@ -9,11 +9,12 @@ from __future__ import annotations
 from typing import Any
 
 from rsgen.diffusion.gaussian import GaussianScheduler, GaussianSchedulerConfig
+from rsgen.diffusion.multiscale import MultiScaleScheduler, MultiScaleSchedulerConfig
 from rsgen.diffusion.scheduler import Scheduler, StepOutput, TrainingBatch
 from rsgen.diffusion.vq_diffusion import VQDiffusionScheduler, VQDiffusionSchedulerConfig
 
 SCHEDULERS: dict[str, type[Scheduler]] = {
-    cls.config_class.NAME: cls for cls in (GaussianScheduler, VQDiffusionScheduler)
+    cls.config_class.NAME: cls for cls in (GaussianScheduler, MultiScaleScheduler, VQDiffusionScheduler)
 }
 
 
@@ -35,6 +36,8 @@ __all__ = [
     "SCHEDULERS",
     "GaussianScheduler",
     "GaussianSchedulerConfig",
+    "MultiScaleScheduler",
+    "MultiScaleSchedulerConfig",
     "Scheduler",
     "StepOutput",
     "TrainingBatch",

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -84,3 +87,13 @@ def conv_relu_stack(channels: list[int], relu_last: bool) -> nn.Sequential:
         if relu_last or i < len(channels) - 2:
             layers.append(nn.ReLU(inplace=True))
     return nn.Sequential(*layers)
+
+
+def sinusoidal_embedding(values: torch.Tensor, dim: int) -> torch.Tensor:
+    """Transformer-style sin/cos features of ``values`` ``(B,)``: ``(B, dim)``, frequencies
+    1 .. 1/10000 (zero-padded when ``dim`` is odd)."""
+    half = dim // 2
+    steps = torch.arange(half, device=values.device, dtype=torch.float32)
+    freqs = torch.exp(-math.log(10000.0) * steps / half)
+    angles = values.float()[:, None] * freqs
+    return F.pad(torch.cat([angles.sin(), angles.cos()], dim=-1), (0, dim - 2 * half))

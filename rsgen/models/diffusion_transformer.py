@@ -31,7 +31,6 @@ All attention runs through ``torch.nn.functional.scaled_dot_product_attention``.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -40,6 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rsgen.config import ComponentConfig
+from rsgen.models.blocks import sinusoidal_embedding
 from rsgen.models.pretrained import PretrainedModel
 
 #: The paper's ablations (Table 3) as config switches over the same network.
@@ -134,11 +134,7 @@ def timestep_embedding(
     t: torch.Tensor, dim: int, num_timesteps: int, rescale: float = 4000.0
 ) -> torch.Tensor:
     """VQ-Diffusion's sinusoidal embedding of ``t`` (``(B,)``) with steps rescaled to ``0..4000``."""
-    half = dim // 2
-    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
-    angles = (t.float() / num_timesteps * rescale)[:, None] * freqs
-    emb = torch.cat([angles.sin(), angles.cos()], dim=-1)
-    return F.pad(emb, (0, dim - 2 * half))
+    return sinusoidal_embedding(t.float() / num_timesteps * rescale, dim)
 
 
 class AdaLayerNorm(nn.Module):

@@ -28,6 +28,7 @@ MODEL_CLASSES: dict[str, str] = {
     "scene_classifier": "rsgen.models.scene_classifier:SceneClassifier",
     "vq_tokenizer": "rsgen.models.vq_tokenizer:VQTokenizer",
     "rsvq_transformer": "rsgen.models.diffusion_transformer:DiffusionTransformer",
+    "single_image_denoiser": "rsgen.models.single_image_denoiser:SingleImageDenoiser",
 }
 DEFAULT_IMAGE_TEXT_MODEL = "rs-clip"
 # Weight files of an open_clip Hugging Face hub folder (with open_clip_config.json beside them).

@@ -29,7 +29,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from rsgen.checkpoint import CONFIG_NAME, read_component_config, write_component, write_folder_atomically
+from rsgen.checkpoint import (
+    CONFIG_NAME,
+    MODEL_INDEX_NAME,
+    ComponentFiles,
+    read_component_config,
+    save_pipeline_folder,
+)
 from rsgen.device import resolve_device
 from rsgen.diffusion import Scheduler, build_scheduler
 from rsgen.errors import RsgenError
@@ -37,7 +43,6 @@ from rsgen.models.pretrained import PretrainedModel
 from rsgen.progress import progress_bar
 from rsgen.shipped import resolve_model_path
 
-MODEL_INDEX_NAME = "model_index.json"
 T = TypeVar("T")
 
 
@@ -122,29 +127,16 @@ class Pipeline:
 
     def save_pretrained(self, directory: str | Path, extra: dict[str, Any] | None = None) -> Path:
         """Write ``model_index.json`` and one folder per component (networks in fp16), atomically."""
-        components = self.components()
-        index = {
-            "pipeline": self.pipeline_name,
-            "components": {name: component.config.NAME for name, component in components.items()},
-            **(extra or {}),
-        }
-
-        def write(tmp: Path) -> None:
-            for name, component in components.items():
-                (tmp / name).mkdir()
-                config, state = component_files(component)
-                write_component(tmp / name, config, state)
-            (tmp / MODEL_INDEX_NAME).write_text(json.dumps(index, indent=2) + "\n")
-
-        return write_folder_atomically(Path(directory), write)
+        components = {name: component_files(component) for name, component in self.components().items()}
+        return save_pipeline_folder(directory, self.pipeline_name, components, extra)
 
 
-def component_files(component: Any) -> tuple[dict[str, Any], dict[str, torch.Tensor] | None]:
-    """What a component folder stores: ``(config.json contents, tensors or None)``."""
+def component_files(component: Any) -> ComponentFiles:
+    """What a pipeline folder stores of a component: ``(registry name, config.json, tensors)``."""
     if isinstance(component, PretrainedModel):
-        return component.folder_config(), component.saved_state_dict()
+        return component.config.NAME, component.folder_config(), component.saved_state_dict()
     if isinstance(component, Scheduler):
-        return {"scheduler": component.config.to_dict()}, None
+        return component.config.NAME, {"scheduler": component.config.to_dict()}, None
     raise TypeError(f"cannot save a {type(component).__name__} as a pipeline component")
 
 

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import yaml
 
-from rsgen.checkpoint import load_training_state, save_training_state
+from rsgen.checkpoint import CONFIG_NAME, MODEL_INDEX_NAME, load_training_state, save_training_state
 from rsgen.errors import RsgenError
 from rsgen.progress import progress_bar
 from rsgen.train.distributed import DistContext, init_distributed, shutdown_distributed
@@ -114,7 +114,7 @@ def _train(
             "threads": torch.get_num_threads(),
         }
     )
-    best = _best_score(run_dir / "best" / "config.json", task.selection_metric, mode)
+    best = _best_score(run_dir / "best", task.selection_metric, mode)
     bar = progress_bar(
         total=end, initial=start, desc="train", enabled=progress and ctx.is_main, mininterval=2.0, leave=True
     )
@@ -234,13 +234,15 @@ def _save_checkpoint(task: TrainTask, ctx: DistContext, path: Path, step: int) -
     ctx.barrier()
 
 
-def _best_score(config_path: Path, metric: str, mode: str = "max") -> float:
+def _best_score(best_dir: Path, metric: str, mode: str = "max") -> float:
     """The selection score of the ``best/`` export already in the run folder (a resumed run
-    keeps it unless it beats it), or the worst possible score."""
+    keeps it unless it beats it), or the worst possible score. A model folder keeps it in
+    ``config.json``, a pipeline folder in ``model_index.json``."""
     worst = float("inf") if mode == "min" else float("-inf")
-    if not config_path.exists():
+    paths = [best_dir / name for name in (CONFIG_NAME, MODEL_INDEX_NAME) if (best_dir / name).is_file()]
+    if not paths:
         return worst
-    value = json.loads(config_path.read_text()).get("training", {}).get(metric)
+    value = json.loads(paths[0].read_text()).get("training", {}).get(metric)
     return worst if value is None else float(value)
 
 

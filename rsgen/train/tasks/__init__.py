@@ -27,6 +27,7 @@ TASKS: dict[str, str | type] = {
     "scene_classifier": "rsgen.train.tasks.scene_classifier:SceneClassifierTask",
     "vq_tokenizer": "rsgen.train.tasks.vq_tokenizer:VQTokenizerTask",
     "rsvq": "rsgen.train.tasks.rsvq:RSVQTask",
+    "single_image": "rsgen.train.tasks.single_image:SingleImageTask",
 }
 
 

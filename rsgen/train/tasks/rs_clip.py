@@ -4,12 +4,16 @@ A batch holds distinct images, each with one random cached augmented view and on
 distinct caption of its own. Validation (held-out training images) reports the retrieval
 numbers of :mod:`rsgen.metrics.retrieval`; ``val_score`` (the mean of the six recalls and the
 zero-shot accuracy) picks the ``best/`` export.
+
+``data.crop_scale`` and ``data.jitter`` set how the cached views are augmented (default: the
+views ``rs-clip`` trained on); ``rs-clip-judge`` draws other views with them and another seed.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -17,10 +21,11 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from rsgen.data.captions import caption_queries, scene_labels, unique_captions, zero_shot_prompt
+from rsgen.files import cache_root
 from rsgen.metrics.retrieval import retrieval_scores
 from rsgen.models.rs_clip import RSCLIP, RSCLIPConfig
 from rsgen.train.distributed import DistContext
-from rsgen.train.feature_cache import cache_root
+from rsgen.train.feature_cache import CACHE_BLOCK, Augmentation, cached_feature_maps, derived_features
 from rsgen.train.tasks.cached_images import CachedImageTask
 
 
@@ -33,6 +38,7 @@ def contrastive_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, scale: tor
 
 class RSCLIPTask(CachedImageTask):
     def __init__(self, config: dict[str, Any], ctx: DistContext) -> None:
+        self.augment = Augmentation.from_config(config["data"])
         model = RSCLIP(RSCLIPConfig.from_dict(config["model"]))
         super().__init__(config, ctx, model, model.image_tower)
         self.model: RSCLIP
@@ -49,6 +55,22 @@ class RSCLIPTask(CachedImageTask):
         self.train_text = features[: len(flat)]
         self.val_text = features[len(flat) : len(flat) + len(texts)]
         self.prompt_text = features[len(flat) + len(texts) :]
+
+    def _frozen_inputs(self, paths: list[Path], views: int) -> torch.Tensor:
+        """:meth:`CachedImageTask._frozen_inputs` with the views drawn by ``self.augment`` (the
+        default one gives the same cache files)."""
+        if self.trunk.split == CACHE_BLOCK:
+            return cached_feature_maps(paths, views, self.seed, device=self.ctx.device, augment=self.augment)
+        pooled = len(self.trunk.tuned) == 0
+
+        def frozen_rest(maps: torch.Tensor) -> torch.Tensor:
+            out = self.trunk.frozen_features_from_block(maps.to(self.ctx.device), CACHE_BLOCK)
+            return out.mean(dim=(-2, -1)) if pooled else out
+
+        name = f"to{self.trunk.split}" + ("-pooled" if pooled else "")
+        return derived_features(
+            paths, views, self.seed, name, frozen_rest, progress=self.ctx.show_progress, augment=self.augment
+        )
 
     def _text_tower_features(self, texts: list[str]) -> torch.Tensor:
         """MiniLM features of ``texts`` (cached on disk, keyed by the texts)."""

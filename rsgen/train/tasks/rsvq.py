@@ -38,13 +38,12 @@ from rsgen.device import use_bf16
 from rsgen.diffusion import build_scheduler
 from rsgen.diffusion.vq_diffusion import VQDiffusionScheduler
 from rsgen.errors import RsgenError
-from rsgen.files import atomic_file
+from rsgen.files import atomic_file, cache_root
 from rsgen.models.diffusion_transformer import DiffusionTransformer
 from rsgen.models.vq_tokenizer import VQTokenizer
 from rsgen.progress import progress_bar
 from rsgen.train.distributed import DistContext
 from rsgen.train.ema import EMA
-from rsgen.train.feature_cache import cache_root
 from rsgen.train.schedules import set_lr, warmup_cosine
 from rsgen.train.tasks.base import SingleModelState, grad_clip_of, optimizer_step
 

@@ -1,0 +1,302 @@
+"""``rsgen edit`` and ``rsgen variations``: single-image diffusion on one scene.
+
+Both train the scene's own model first (minutes on a CPU; cached by the image's content hash,
+so later runs on the same image skip it). A scene larger than ``--window`` px is edited in a
+context window around the ROI, written back into a copy of the scene with its georeferencing,
+data type, nodata and other bands intact.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import typer
+
+from rsgen.cli.app import DeviceOption, JsonOption, QuietOption, app, emit_json
+from rsgen.errors import RsgenError
+
+WINDOW = 384
+MAX_WHOLE = 768
+
+
+def _rect(text: str | None, option: str) -> tuple[int, int, int, int] | None:
+    if text is None:
+        return None
+    parts = text.replace(" ", "").split(",")
+    try:
+        values = tuple(int(p) for p in parts)
+    except ValueError:
+        raise RsgenError(f"{option} needs x,y,w,h in whole pixels, got {text!r}") from None
+    if len(values) != 4:
+        raise RsgenError(f"{option} needs 4 numbers x,y,w,h, got {text!r}")
+    return values  # type: ignore[return-value]
+
+
+TrainStepsOption = Annotated[
+    int | None, typer.Option(help="Training steps of the scene's model \\[default: the config's, 3000].")
+]
+TrainConfigOption = Annotated[
+    str, typer.Option(help="Training config of the scene's model (built-in name or YAML file).")
+]
+StepsOption = Annotated[
+    int | None, typer.Option(min=1, help="Cap on sampling steps per scale \\[default: all of each scale].")
+]
+WindowOption = Annotated[
+    int, typer.Option(min=64, help="Scenes larger than this are edited in a window around the ROI.")
+]
+
+
+@app.command("edit")
+def edit_command(
+    image: Annotated[Path, typer.Argument(help="The scene: PNG, JPEG or GeoTIFF.")],
+    prompt: Annotated[str, typer.Argument(help="What the edited place should show.")] = "",
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Edited image (required).")] = None,
+    roi: Annotated[str | None, typer.Option(help="Editable rectangle x,y,w,h in pixels.")] = None,
+    mask: Annotated[
+        Path | None, typer.Option(help="Editable pixels: a binary mask image, same size.")
+    ] = None,
+    copy_from: Annotated[str | None, typer.Option(help="Copy this rectangle x,y,w,h ...")] = None,
+    copy_to: Annotated[
+        str | None, typer.Option(help="... into this one (same size); no prompt needed.")
+    ] = None,
+    strength: Annotated[float, typer.Option(help="Guidance strength η, (0, 1].")] = 0.1,
+    ensemble: Annotated[bool, typer.Option(help="Prompt ensembling with paraphrases.")] = True,
+    paraphrase_endpoint: Annotated[
+        str | None, typer.Option(help="OpenAI-compatible chat URL for paraphrases (key: $OPENAI_API_KEY).")
+    ] = None,
+    paraphrase_model: Annotated[str | None, typer.Option(help="Chat model of --paraphrase-endpoint.")] = None,
+    guide: Annotated[
+        str, typer.Option(help="Image-text model that steers the edit (name or file).")
+    ] = "rs-clip",
+    seed: Annotated[int | None, typer.Option(help="Random seed \\[default: a random one, reported].")] = None,
+    steps: StepsOption = None,
+    train_steps: TrainStepsOption = None,
+    train_config: TrainConfigOption = "single-image-cpu",
+    window: WindowOption = WINDOW,
+    device: DeviceOption = None,
+    as_json: JsonOption = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Edit a scene toward a text prompt (inside --roi / --mask), or copy one region into
+    another: writes OUT, OUT's stem + '_before_after.png' and a JSON sidecar (prompt,
+    paraphrases, settings, CLIP scores before and after, times)."""
+    from rsgen.pipelines.editor import EditSettings, check_settings, prompt_scores
+
+    copy = _rect(copy_from, "--copy-from"), _rect(copy_to, "--copy-to")
+    region = _rect(roi, "--roi")
+    if output is None:
+        raise RsgenError("missing the output file: -o OUT")
+    if (copy[0] is None) != (copy[1] is None):
+        raise RsgenError("--copy-from and --copy-to go together")
+    copying = copy[0] is not None
+    if copying and (region is not None or mask is not None):
+        raise RsgenError("--copy-from/--copy-to edit the --copy-to rectangle: leave out --roi and --mask")
+    if not copying and not prompt.strip():
+        raise RsgenError("PROMPT is empty")
+    if region is not None and mask is not None:
+        raise RsgenError("give --roi or --mask, not both")
+    settings = EditSettings(strength=strength, ensemble=ensemble, steps=steps)
+    check_settings(settings)
+    if image.exists() and output.exists() and output.resolve() == image.resolve():
+        raise RsgenError("output would overwrite the input", output)
+    scene = _Scene.open(image, region or copy[1], mask, window)
+    if copying:
+        copy = tuple(scene.to_window(r) for r in copy)  # type: ignore[assignment]
+
+    editor, train_seconds = _fit(scene.rgb, train_steps, train_config, device, quiet, guide=guide)
+    tic = time.perf_counter()
+    if copying:
+        result = editor.copy_roi(copy[0], copy[1], seed=seed, settings=settings)
+    else:
+        result = editor.edit(
+            prompt,
+            roi=scene.window_roi,
+            mask=scene.window_mask,
+            seed=seed,
+            settings=settings,
+            paraphrase_endpoint=paraphrase_endpoint,
+            paraphrase_model=paraphrase_model,
+        )
+    warning = result.settings.get("paraphrase_warning")
+    if warning:
+        typer.echo(f"warning: {warning}", err=True)
+    scores = (
+        {}
+        if copying
+        else prompt_scores(np.asarray(result.original), np.asarray(result.image), prompt, result.changed)
+    )
+    files = scene.write(output, result)
+    sidecar: dict[str, Any] = {
+        "image": str(image),
+        "output": files[0],
+        "prompt": None if copying else prompt,
+        "prompts": result.prompts,
+        "seed": result.seed,
+        "settings": result.settings,
+        "window": list(scene.window),
+        "scores": scores,
+        "seconds": {"train": round(train_seconds, 1), "edit": round(time.perf_counter() - tic, 1)},
+        "files": files,
+    }
+    _write_sidecar(output, sidecar)
+    if as_json:
+        emit_json(sidecar)
+    else:
+        typer.echo(f"{image} -> {output} (edit {sidecar['seconds']['edit']} s)", err=True)
+
+
+@app.command("variations")
+def variations_command(
+    image: Annotated[Path, typer.Argument(help="The scene: PNG, JPEG or GeoTIFF (at most 768 px).")],
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Output folder (required).")] = None,
+    num_images: Annotated[int, typer.Option("-n", "--num-images", min=1, help="How many variations.")] = 4,
+    size: Annotated[str | None, typer.Option(help="Output size WxH \\[default: the scene's].")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed \\[default: a random one, reported].")] = None,
+    steps: StepsOption = None,
+    train_steps: TrainStepsOption = None,
+    train_config: TrainConfigOption = "single-image-cpu",
+    device: DeviceOption = None,
+    as_json: JsonOption = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Random variations of a scene from its own single-image model (any size and aspect):
+    OUT/variation_<seed>_<i>.png and OUT/variations.json."""
+    from PIL import Image
+
+    from rsgen.files import atomic_file
+
+    if output is None:
+        raise RsgenError("missing the output folder: -o OUT_DIR")
+    if output.exists() and not output.is_dir():
+        raise RsgenError("output must be a folder", output)
+    shape = None
+    if size is not None:
+        try:
+            width, height = (int(v) for v in size.lower().split("x"))
+        except ValueError:
+            raise RsgenError(f"--size needs WxH, e.g. 384x256, got {size!r}") from None
+        shape = (height, width)
+    scene = _Scene.open(image, None, None, MAX_WHOLE)
+    editor, train_seconds = _fit(scene.rgb, train_steps, train_config, device, quiet)
+    tic = time.perf_counter()
+    images, used_seed = editor.variations(num_images, seed=seed, size=shape, steps=steps)
+    output.mkdir(parents=True, exist_ok=True)
+    files = []
+    for i, variation in enumerate(images):
+        target = output / f"variation_{used_seed}_{i}.png"
+        with atomic_file(target) as tmp:
+            Image.Image.save(variation, tmp, format="PNG")
+        files.append(str(target))
+    report = {
+        "image": str(image),
+        "seed": used_seed,
+        "size": list(images[0].size),
+        "files": files,
+        "seconds": {"train": round(train_seconds, 1), "sample": round(time.perf_counter() - tic, 1)},
+    }
+    with atomic_file(output / "variations.json") as tmp:
+        tmp.write_text(json.dumps(report, indent=2) + "\n")
+    if as_json:
+        emit_json(report)
+    else:
+        typer.echo(f"{image} -> {len(files)} variations in {output}", err=True)
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+class _Scene:
+    """The scene file, the window of it that is edited, and how the result goes back."""
+
+    def __init__(self, path: Path, window: Any, rgb: np.ndarray, context: Any, roi: Any, mask: Any) -> None:
+        self.path, self.window, self.rgb, self.context = path, window, rgb, context
+        self.window_roi, self.window_mask = roi, mask
+
+    @classmethod
+    def open(cls, path: Path, roi: tuple[int, ...] | None, mask_path: Path | None, limit: int) -> _Scene:
+        from rsgen.io.read import read_raster_info
+        from rsgen.io.windows import PixelWindow, check_rect, context_window, read_window_rgb
+
+        if not path.is_file():
+            raise RsgenError("image not found", path)
+        info = read_raster_info(path)
+        mask = None
+        if mask_path is not None:
+            mask = _read_mask(mask_path, info.width, info.height)
+            ys, xs = np.nonzero(mask)
+            roi = (int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1))
+        if roi is not None:
+            roi = tuple(check_rect(roi, info.width, info.height, "ROI", path))
+        if max(info.width, info.height) <= limit:
+            window = PixelWindow(0, 0, info.width, info.height)
+        elif roi is None:
+            raise RsgenError(
+                f"scene is {info.width}x{info.height} px: edit a region of it with --roi or --mask "
+                f"(or downscale it to at most {limit} px)",
+                path,
+            )
+        else:
+            window = context_window(roi, info.width, info.height, max_side=limit, path=path)
+        rgb, context = read_window_rgb(path, window)
+        local_roi = (
+            None if roi is None or mask is not None else (roi[0] - window.x, roi[1] - window.y, *roi[2:])
+        )
+        local_mask = None
+        if mask is not None:
+            local_mask = mask[window.y : window.y + window.height, window.x : window.x + window.width]
+        return cls(path, window, rgb, context, local_roi, local_mask)
+
+    def to_window(self, rect: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+        x, y, w, h = rect
+        if not (
+            self.window.x <= x
+            and self.window.y <= y
+            and x + w <= self.window.x + self.window.width
+            and y + h <= self.window.y + self.window.height
+        ):
+            raise RsgenError(f"--copy-from {x},{y},{w},{h} lies outside the edited window {self.window}")
+        return x - self.window.x, y - self.window.y, w, h
+
+    def write(self, output: Path, result: Any) -> list[str]:
+        from rsgen.files import atomic_file
+        from rsgen.io.windows import write_edited_scene
+
+        write_edited_scene(self.path, output, self.context, np.asarray(result.image), result.changed)
+        pair = output.with_name(output.stem + "_before_after.png")
+        with atomic_file(pair) as tmp:
+            result.before_after().save(tmp, format="PNG")
+        return [str(output), str(pair)]
+
+
+def _read_mask(path: Path, width: int, height: int) -> np.ndarray:
+    from rsgen.io.rgb import read_rgb_uint8
+    from rsgen.pipelines.editor import editable_mask
+
+    if not path.is_file():
+        raise RsgenError("mask not found", path)
+    array = read_rgb_uint8(path)[..., 0]
+    try:
+        return editable_mask((height, width), None, array)
+    except RsgenError as exc:
+        raise RsgenError(str(exc), path) from exc
+
+
+def _fit(
+    rgb: np.ndarray, steps: int | None, config: str, device: str | None, quiet: bool, **options: Any
+) -> tuple[Any, float]:
+    from rsgen.pipelines.editor import Editor
+
+    tic = time.perf_counter()
+    editor = Editor.fit(rgb, steps=steps, config=config, device=device, progress=not quiet, **options)
+    return editor, time.perf_counter() - tic
+
+
+def _write_sidecar(output: Path, sidecar: dict[str, Any]) -> None:
+    from rsgen.files import atomic_file
+
+    with atomic_file(output.with_suffix(".json")) as tmp:
+        tmp.write_text(json.dumps(sidecar, indent=2) + "\n")
