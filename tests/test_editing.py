@@ -406,3 +406,48 @@ def test_variations_command_writes_seeded_images(tmp_path, tiny_config):
     )
     assert report["seed"] == 5 and report["size"] == [128, 96] and len(report["files"]) == 2
     assert Image.open(report["files"][0]).size == (128, 96)
+
+
+def test_a_large_geotiff_is_edited_in_a_window_and_keeps_georeferencing_and_other_bands(
+    tmp_path, tiny_config
+):
+    import rasterio
+
+    from tests.test_io_windows import uint16_scene
+
+    source, data = uint16_scene(tmp_path, width=300, height=200)
+    out = tmp_path / "edited.tif"
+    report = (
+        run_cli(
+            "edit",
+            source,
+            "the house is damaged",
+            "-o",
+            out,
+            "--roi",
+            "120,60,40,40",
+            "--window",
+            "128",
+            "--steps",
+            "2",
+            "--no-ensemble",
+            "--train-config",
+            tiny_config,
+            "--json",
+            "-q",
+            env={"RSGEN_CACHE": str(tmp_path / "cache")},
+        )
+        .ok()
+        .json()
+    )
+    x, y, w, h = report["window"]
+    assert w <= 128 and h <= 128 and x <= 120 and y <= 60
+    with rasterio.open(source) as src, rasterio.open(out) as dst:
+        assert dst.crs == src.crs and dst.transform == src.transform and dst.nodata == src.nodata
+        assert dst.count == 4 and dst.dtypes == src.dtypes
+        edited = dst.read()
+    far = np.ones((200, 300), bool)
+    far[60 - 8 : 100 + 8, 120 - 8 : 160 + 8] = False
+    assert np.array_equal(edited[:, far], data[:, far])
+    assert np.array_equal(edited[3], data[3])  # the NIR band is never edited
+    assert not np.array_equal(edited[:3, 60:100, 120:160], data[:3, 60:100, 120:160])

@@ -43,7 +43,7 @@ TrainConfigOption = Annotated[
     str, typer.Option(help="Training config of the scene's model (built-in name or YAML file).")
 ]
 StepsOption = Annotated[
-    int | None, typer.Option(min=1, help="Cap on sampling steps per scale \\[default: all of each scale].")
+    int, typer.Option(min=1, help="Sampling steps per scale above the coarsest (0 < steps).")
 ]
 WindowOption = Annotated[
     int, typer.Option(min=64, help="Scenes larger than this are edited in a window around the ROI.")
@@ -73,7 +73,7 @@ def edit_command(
         str, typer.Option(help="Image-text model that steers the edit (name or file).")
     ] = "rs-clip",
     seed: Annotated[int | None, typer.Option(help="Random seed \\[default: a random one, reported].")] = None,
-    steps: StepsOption = None,
+    steps: StepsOption = 8,
     train_steps: TrainStepsOption = None,
     train_config: TrainConfigOption = "single-image-cpu",
     window: WindowOption = WINDOW,
@@ -156,7 +156,7 @@ def variations_command(
     num_images: Annotated[int, typer.Option("-n", "--num-images", min=1, help="How many variations.")] = 4,
     size: Annotated[str | None, typer.Option(help="Output size WxH \\[default: the scene's].")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed \\[default: a random one, reported].")] = None,
-    steps: StepsOption = None,
+    steps: StepsOption = 8,
     train_steps: TrainStepsOption = None,
     train_config: TrainConfigOption = "single-image-cpu",
     device: DeviceOption = None,
