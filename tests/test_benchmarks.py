@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from tests.conftest import REPO
@@ -76,3 +77,50 @@ def test_attention_benchmark_compares_local_with_full(tmp_path):
     for tokens in ("256", "1024", "4096"):
         assert tokens in text
     assert "full" in text and "local" in text
+
+
+@pytest.mark.slow
+def test_single_image_benchmark_reports_quality_per_stage_and_the_edit(tmp_path):
+    from PIL import Image
+
+    scene = tmp_path / "scene.png"
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).resize((96, 96), Image.BICUBIC).save(
+        scene
+    )
+    script = REPO / "benchmarks" / "bench_single_image.py"
+    cmd = [
+        sys.executable,
+        str(script),
+        "--image",
+        str(scene),
+        "--size",
+        "96",
+        "--stages",
+        "2",
+        "4",
+        "--variations",
+        "1",
+        "--fine-steps",
+        "2",
+        "--roi",
+        "20",
+        "20",
+        "30",
+        "30",
+        "--out",
+        str(tmp_path / "out"),
+        "--set",
+        "model.width=8",
+        "--set",
+        "train.batch_size=2",
+        "--set",
+        "data.crop=32",
+    ]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert [row["steps"] for row in summary["stages"]] == [2, 4]
+    assert all(row["sifid_mean"] > 0 and row["train_minutes"] > 0 for row in summary["stages"])
+    assert summary["edit"]["outside_pixels_changed"] == 0
+    assert (tmp_path / "out" / "quality.png").is_file() and (tmp_path / "out" / "stage-4.png").is_file()
