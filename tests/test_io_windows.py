@@ -9,7 +9,6 @@ import pytest
 import rasterio
 from PIL import Image
 from rasterio.enums import ColorInterp
-from rasterio.transform import Affine
 
 from rsgen.errors import RsgenError
 from rsgen.io import windows
@@ -20,27 +19,11 @@ from rsgen.io.windows import (
     roi_mask,
     write_edited_scene,
 )
+from tests.test_io_raster import TRANSFORM, read_all, write_tif
 
 pytestmark = pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
 
-TRANSFORM = Affine.translation(500000.0, 4000000.0) @ Affine.scale(10.0, -10.0)
 RGBN = [ColorInterp.red, ColorInterp.green, ColorInterp.blue, ColorInterp.undefined]
-
-
-def write_tif(path: Path, array: np.ndarray, roles: list[ColorInterp] | None = None, **profile) -> Path:
-    count, height, width = array.shape
-    with rasterio.open(
-        path, "w", driver="GTiff", width=width, height=height, count=count, dtype=array.dtype.name, **profile
-    ) as ds:
-        ds.write(array)
-        if roles:
-            ds.colorinterp = roles
-    return path
-
-
-def read_all(path: Path) -> np.ndarray:
-    with rasterio.open(path) as ds:
-        return ds.read()
 
 
 def uint16_scene(tmp_path: Path, width: int = 300, height: int = 200) -> tuple[Path, np.ndarray]:
