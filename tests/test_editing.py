@@ -451,3 +451,58 @@ def test_a_large_geotiff_is_edited_in_a_window_and_keeps_georeferencing_and_othe
     assert np.array_equal(edited[:, far], data[:, far])
     assert np.array_equal(edited[3], data[3])  # the NIR band is never edited
     assert not np.array_equal(edited[:3, 60:100, 120:160], data[:3, 60:100, 120:160])
+
+
+def test_eval_edit_reports_guide_and_judge_scores_and_the_outside_pixels(tmp_path, tiny_config):
+    write_png(tmp_path / "a.png", scene(seed=0))
+    write_png(tmp_path / "b.png", scene(160, seed=1))
+    cases = tmp_path / "cases.jsonl"
+    cases.write_text(
+        '{"image": "a.png", "prompt": "a fire in the forest", "roi": [20, 20, 40, 40]}\n'
+        '{"image": "b.png", "prompt": "the river is flooding", "roi": [40, 40, 60, 60]}\n'
+    )
+    report = (
+        run_cli(
+            "eval",
+            "edit",
+            cases,
+            "-o",
+            tmp_path / "out",
+            "--max-side",
+            "96",
+            "--steps",
+            "2",
+            "--train-config",
+            tiny_config,
+            "--json",
+            "-q",
+            env={"RSGEN_CACHE": str(tmp_path / "cache")},
+        )
+        .ok()
+        .json()
+    )
+    first, second = report["results"]
+    assert first["size"] == [96, 96] and second["size"] == [96, 96]
+    assert second["roi"] == [24, 24, 36, 36]  # shrunk with its image
+    assert set(first["scores"]["rs-clip"]) == {"before", "after", "gain"}
+    assert "rs-clip-judge" in first["scores"]
+    assert 0 < first["ssim_outside"] <= 1 and report["summary"]["cases"] == 2
+    assert (tmp_path / "out" / "contact_sheet.png").is_file() and (
+        tmp_path / "out" / "a_before_after.png"
+    ).is_file()
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('{"prompt": "x"}', "not a case"),
+        ('{"image": "nope.png", "prompt": "x"}', "image not found"),
+        ('{"image": "a.png", "prompt": "x", "roi": [1, 2]}', "roi needs 4 numbers"),
+    ],
+)
+def test_eval_edit_refuses_a_bad_case_file(tmp_path, line, message):
+    write_png(tmp_path / "a.png", scene())
+    cases = tmp_path / "cases.jsonl"
+    cases.write_text(line + "\n")
+    result = run_cli("eval", "edit", cases, "-o", tmp_path / "out")
+    assert result.code == 1 and message in result.error_line() and "line 1" in result.error_line()

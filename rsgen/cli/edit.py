@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import numpy as np
 import typer
 
-from rsgen.cli.app import DeviceOption, JsonOption, QuietOption, app, emit_json
+from rsgen.cli.app import DeviceOption, JsonOption, QuietOption, app, emit_json, eval_app
 from rsgen.errors import RsgenError
 
 WINDOW = 384
@@ -300,3 +300,60 @@ def _write_sidecar(output: Path, sidecar: dict[str, Any]) -> None:
 
     with atomic_file(output.with_suffix(".json")) as tmp:
         tmp.write_text(json.dumps(sidecar, indent=2) + "\n")
+
+
+@eval_app.command("edit")
+def eval_edit_command(
+    cases: Annotated[Path, typer.Argument(help="JSON lines {image, prompt, roi}; images relative to it.")],
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="Folder for the pairs and results.")
+    ] = None,
+    max_side: Annotated[int, typer.Option(min=64, help="Images are shrunk to this long side first.")] = 256,
+    seed: Annotated[int, typer.Option(help="Seed of every edit.")] = 0,
+    strength: Annotated[float, typer.Option(help="Guidance strength η, (0, 1].")] = 0.1,
+    ensemble: Annotated[bool, typer.Option(help="Prompt ensembling with paraphrases.")] = True,
+    steps: StepsOption = 8,
+    train_steps: TrainStepsOption = None,
+    train_config: TrainConfigOption = "single-image-cpu",
+    judge: Annotated[
+        str, typer.Option(help="Image-text model that scores but never guides.")
+    ] = "rs-clip-judge",
+    device: DeviceOption = None,
+    as_json: JsonOption = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Edit every case (one seed) and report CLIP scores before/after under the guide and the
+    judge, PSNR/SSIM outside the ROI and times: OUT/results.json, OUT/contact_sheet.png."""
+    from rsgen.files import atomic_file
+    from rsgen.pipelines.edit_eval import as_dicts, contact_sheet, evaluate_edits, read_cases, summary
+    from rsgen.pipelines.editor import Editor, EditSettings, check_settings
+
+    if output is None:
+        raise RsgenError("missing the output folder: -o OUT_DIR")
+    settings = EditSettings(strength=strength, ensemble=ensemble, steps=steps)
+    check_settings(settings)
+    records = read_cases(cases)
+
+    def fit(array: np.ndarray) -> Editor:
+        return Editor.fit(array, steps=train_steps, config=train_config, device=device, progress=not quiet)
+
+    results = evaluate_edits(records, output, max_side, seed, settings, fit, judge, progress=not quiet)
+    contact_sheet(output, results, output / "contact_sheet.png")
+    report = {
+        "cases": str(cases),
+        "settings": {**settings.__dict__, "max_side": max_side, "seed": seed},
+        "summary": summary(results),
+        "results": as_dicts(results),
+    }
+    with atomic_file(output / "results.json") as tmp:
+        tmp.write_text(json.dumps(report, indent=2) + "\n")
+    if as_json:
+        emit_json(report)
+        return
+    for r in results:
+        cells = [
+            f"{m}: {s['before']:.1f} -> {s['after']:.1f}" if s else f"{m}: n/a" for m, s in r.scores.items()
+        ]
+        typer.echo(
+            f"{r.name:14s} {'; '.join(cells)}; PSNR out {r.psnr_outside}; {r.edit_seconds} s", err=True
+        )

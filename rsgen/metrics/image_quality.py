@@ -75,6 +75,34 @@ def ssim(sr: np.ndarray, hr: np.ndarray, crop_border: int = 0, y_channel: bool =
     return float(value)
 
 
+def masked_psnr(image: np.ndarray, reference: np.ndarray, mask: np.ndarray) -> float:
+    """PSNR over the pixels where ``mask`` (bool HxW) is set; ``inf`` when they are identical."""
+    a, b = _prepare(image, reference, 0, False)
+    if not mask.any():
+        raise ValueError("the mask selects no pixel")
+    mse = float(np.mean((a[mask] - b[mask]) ** 2))
+    return math.inf if mse == 0.0 else 10.0 * math.log10(DATA_RANGE**2 / mse)
+
+
+def masked_ssim(image: np.ndarray, reference: np.ndarray, mask: np.ndarray) -> float:
+    """SSIM (as :func:`ssim`) averaged over the pixels where ``mask`` is set: the mean of the
+    local SSIM map there (windows near the mask's edge see the other side too)."""
+    a, b = _prepare(image, reference, 0, False)
+    if not mask.any():
+        raise ValueError("the mask selects no pixel")
+    _, local = structural_similarity(
+        a,
+        b,
+        gaussian_weights=True,
+        sigma=SSIM_SIGMA,
+        use_sample_covariance=False,
+        data_range=DATA_RANGE,
+        channel_axis=-1 if a.ndim == 3 else None,
+        full=True,
+    )
+    return float(local[mask].mean())
+
+
 def _prepare(
     sr: np.ndarray, hr: np.ndarray, crop_border: int, y_channel: bool
 ) -> tuple[np.ndarray, np.ndarray]:
