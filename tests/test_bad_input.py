@@ -183,3 +183,47 @@ def test_bad_input_in_a_real_process(
     make_case: Callable[[Path, Path, Path], Case], tmp_path: Path, tiny_model_dir: Path
 ) -> None:
     check_bad_input(make_case, tmp_path, tiny_model_dir, run_cli_process)
+
+
+def test_folder_mode_names_every_bad_input_before_writing_anything(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.fromarray(textured_image((16, 16))).save(folder / "good.png")
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    (folder / "empty.tif").write_bytes(b"")
+    out = tmp_path / "out"
+    result = run_cli("sr", folder, "-o", out, "--model", tiny_model_dir, "--scale", "2", "-q")
+    line = result.error_line()
+    assert result.code == 1 and "2 of 3 files cannot be processed" in line
+    assert "broken.png" in line and "empty.tif" in line
+    assert not out.exists() or not any(out.rglob("*.*"))
+
+
+def test_folder_mode_checks_the_output_format_of_every_file_first(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.fromarray(textured_image((16, 16))).save(folder / "a_rgb.png")
+    data = np.random.default_rng(0).integers(0, 255, (4, 16, 16), dtype=np.uint8)
+    with rasterio.open(
+        folder / "b_four.tif", "w", driver="GTiff", width=16, height=16, count=4, dtype="uint8"
+    ) as ds:
+        ds.write(data)
+    out = tmp_path / "out"
+    result = run_cli(
+        "sr", folder, "-o", out, "--format", "jpg", "--model", tiny_model_dir, "--scale", "2", "-q"
+    )
+    assert result.code == 1 and "b_four.jpg" in result.error_line() and "write a .tif" in result.error_line()
+    assert not out.exists() or not any(out.rglob("*.*"))
+
+
+def test_a_jpeg_output_over_65500_px_is_refused_before_the_work(tiny_model_dir: Path, tmp_path: Path) -> None:
+    src = tmp_path / "strip.png"
+    Image.fromarray(np.zeros((2, 33000, 3), np.uint8)).save(src)
+    out = tmp_path / "strip_x2.jpg"
+    result = run_cli("sr", src, "-o", out, "--model", tiny_model_dir, "--scale", "2", "-q")
+    assert result.code == 1 and "66000x4 px; JPEG holds at most 65500 px" in result.error_line()
+    assert not out.exists() and not list(tmp_path.glob(".*tmp*"))

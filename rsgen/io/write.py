@@ -321,16 +321,41 @@ def _pillow_mode_for(spec: OutputSpec) -> str | None:
     return _PILLOW_LAYOUTS.get((spec.dtype, key + (("alpha",) if alpha else ())))
 
 
+#: libjpeg's largest side (JPEG_MAX_DIMENSION).
+JPEG_MAX_SIDE = 65500
+
+
+def check_output(dst: str | Path, spec: OutputSpec) -> None:
+    """RsgenError, before any work, when ``dst``'s format cannot hold ``spec``: an unknown
+    suffix, a band layout PNG/JPEG cannot store, or a JPEG side over 65,500 px."""
+    dst = Path(dst)
+    suffix = dst.suffix.lower()
+    if suffix in GEOTIFF_SUFFIXES:
+        return
+    if suffix not in PILLOW_FORMATS:
+        raise RsgenError(
+            f"unknown output format {dst.suffix!r} (use one of {', '.join(IMAGE_SUFFIXES)})", dst
+        )
+    fmt = PILLOW_FORMATS[suffix]
+    mode = _pillow_mode_for(spec)
+    if mode is None or (fmt == "JPEG" and mode not in ("L", "RGB")):
+        what = f"{spec.count}-band {spec.dtype}"
+        raise RsgenError(f"cannot save {what} data as {fmt}; write a .tif instead", dst)
+    if fmt == "JPEG" and max(spec.width, spec.height) > JPEG_MAX_SIDE:
+        raise RsgenError(
+            f"output would be {spec.width}x{spec.height} px; JPEG holds at most {JPEG_MAX_SIDE} px per "
+            "side: write a .tif instead",
+            dst,
+        )
+
+
 class _PillowWriter(RasterWriter):
     """PNG/JPEG output: the whole image is assembled in memory, then saved with Pillow."""
 
     backend = "pillow"
 
     def __init__(self, dst: Path, spec: OutputSpec, fmt: str) -> None:
-        mode = _pillow_mode_for(spec)
-        if mode is None or (fmt == "JPEG" and mode not in ("L", "RGB")):
-            what = f"{spec.count}-band {spec.dtype}"
-            raise RsgenError(f"cannot save {what} data as {fmt}; write a .tif instead", dst)
+        check_output(dst, spec)
         self._fmt = fmt
         self._array = np.empty((spec.count, spec.height, spec.width), dtype=spec.dtype)
         super().__init__(dst, spec)
@@ -357,9 +382,8 @@ def open_writer(dst: str | Path, spec: OutputSpec) -> RasterWriter:
     (e.g. 4 bands as PNG, alpha as JPEG) or an unwritable destination.
     """
     dst = Path(dst)
+    check_output(dst, spec)
     suffix = dst.suffix.lower()
     if suffix in GEOTIFF_SUFFIXES:
         return _GeoTiffWriter(dst, spec)
-    if suffix in PILLOW_FORMATS:
-        return _PillowWriter(dst, spec, PILLOW_FORMATS[suffix])
-    raise RsgenError(f"unknown output format {dst.suffix!r} (use one of {', '.join(IMAGE_SUFFIXES)})", dst)
+    return _PillowWriter(dst, spec, PILLOW_FORMATS[suffix])

@@ -22,6 +22,7 @@ from PIL import Image
 from rsgen.checkpoint import CONFIG_NAME, read_component_config
 from rsgen.errors import RsgenError
 from rsgen.io import RasterInfo, list_images, read_raster_info, upscale_array, upscale_raster
+from rsgen.io.write import check_output, scaled_spec
 from rsgen.models import DEGANGenerator
 from rsgen.pipelines.base import MODEL_INDEX_NAME, Pipeline, as_rgb_array
 from rsgen.shipped import resolve_model_path
@@ -145,14 +146,14 @@ class SuperResolver(Pipeline):
         sub-folders; ``suffix`` (e.g. ``".tif"``) changes the output format.
 
         With ``world_size > 1`` this rank takes every ``world_size``-th file. With
-        ``check_first`` every input of this rank is opened and validated before any is
-        processed, so one bad file fails the run (RsgenError naming it) before any output
-        is written. Returns the written files.
+        ``check_first`` every input of this rank is opened and validated, and its output
+        checked against its format, before any is processed: one RsgenError names every bad
+        file (the first few, and how many) before any output is written. Returns the
+        written files.
         """
         jobs = plan_folder(src, dst_dir, suffix, rank, world_size)
         if check_first:
-            for path, _ in jobs:
-                read_raster_info(path)
+            check_jobs(jobs, self.scale)
         written = []
         for path, out in jobs:
             info = self.upscale_file(path, out, progress=progress)
@@ -160,6 +161,23 @@ class SuperResolver(Pipeline):
             if on_done is not None:
                 on_done(path, out, info)
         return written
+
+
+def check_jobs(jobs: list[tuple[Path, Path]], scale: int, shown: int = 3) -> None:
+    """Open every input and check its output's format; one RsgenError naming every problem."""
+    problems = []
+    for path, out in jobs:
+        try:
+            check_output(out, scaled_spec(read_raster_info(path), {}, scale))
+        except RsgenError as exc:
+            problems.append(str(exc))
+    if len(problems) == 1:
+        raise RsgenError(problems[0])
+    if problems:
+        more = f"; and {len(problems) - shown} more" if len(problems) > shown else ""
+        raise RsgenError(
+            f"{len(problems)} of {len(jobs)} files cannot be processed: " + "; ".join(problems[:shown]) + more
+        )
 
 
 def plan_folder(
