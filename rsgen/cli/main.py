@@ -8,9 +8,13 @@ stdout for scripting.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import signal
 import sys
 import threading
+import warnings
+from collections.abc import Iterator
 from typing import NoReturn
 
 import typer
@@ -31,7 +35,8 @@ def main() -> None:
     line says why the command stopped."""
     terminated = _stop_on_sigterm()
     try:
-        code = app(standalone_mode=False)
+        with _one_line_warnings():
+            code = app(standalone_mode=False)
     except RsgenError as exc:
         _fail(str(exc), 1)
     except typer.TyperException as exc:
@@ -57,6 +62,45 @@ def _stop_on_sigterm() -> list[int]:
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, handle)
     return received
+
+
+@contextlib.contextmanager
+def _one_line_warnings() -> Iterator[None]:
+    """Library chatter off stderr, and what is worth saying in one line ``warning: ...``.
+
+    rasterio's NotGeoreferencedWarning (a plain PNG/JPEG, or a TIFF without a geotransform,
+    written or read on purpose) is dropped; GDAL's and libtiff's messages, which rasterio logs,
+    are dropped too (their errors still surface as exceptions, hence as ``error:`` lines);
+    every other warning, rsgen's log warnings included, is printed as one line. Everything is
+    restored on exit (the CLI also runs inside tests).
+    """
+    from rasterio.errors import NotGeoreferencedWarning
+
+    def show(message: Warning | str, category: type[Warning], *args: object, **kwargs: object) -> None:
+        typer.echo("warning: " + " ".join(str(message).split()), err=True)
+
+    rasterio_logger, rsgen_logger = logging.getLogger("rasterio"), logging.getLogger("rsgen")
+    saved = rasterio_logger.level, rsgen_logger.propagate
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_OneLineFormatter("warning: %(message)s"))
+    handler.setLevel(logging.WARNING)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        warnings.showwarning = show  # type: ignore[assignment]  (catch_warnings restores it)
+        rasterio_logger.setLevel(logging.CRITICAL)
+        rsgen_logger.addHandler(handler)
+        rsgen_logger.propagate = False
+        try:
+            yield
+        finally:
+            rsgen_logger.removeHandler(handler)
+            rasterio_logger.setLevel(saved[0])
+            rsgen_logger.propagate = saved[1]
+
+
+class _OneLineFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return " ".join(super().format(record).split())
 
 
 def _usage_message(exc: typer.TyperException) -> str:
