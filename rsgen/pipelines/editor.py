@@ -47,7 +47,7 @@ from rsgen.models.loading import load_image_text_model
 from rsgen.models.single_image_denoiser import SingleImageDenoiser
 from rsgen.pipelines.base import Pipeline, as_rgb_array, read_model_index
 from rsgen.pipelines.paraphrase import ParaphraseResult, paraphrase
-from rsgen.train.loop import run_training
+from rsgen.train.loop import CHECKPOINT_NAME, run_training
 from rsgen.train.tasks.single_image import PIPELINE_NAME, image_sha256
 
 DEFAULT_CONFIG = "single-image-cpu"
@@ -176,7 +176,7 @@ class Editor(Pipeline):
             run_training(
                 config,
                 run_dir,
-                resume=(run_dir / "checkpoint.safetensors").is_file(),
+                resume=(run_dir / CHECKPOINT_NAME).is_file(),
                 device=str(device) if device else None,
                 progress=progress,
             )
