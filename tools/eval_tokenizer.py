@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import torch
+from PIL import Image
 
 from rsgen.data.captions import read_caption_records
 from rsgen.data.images import tensor_to_image
@@ -23,7 +24,7 @@ with torch.no_grad():
     for chunk in images.fixed().split(32):
         rec, i, _ = model(chunk)
         ids.append(i)
-        for a, b in zip(rec.float(), chunk):
+        for a, b in zip(rec.float(), chunk, strict=True):
             x, y = tensor_to_image(a), tensor_to_image(b)
             ps.append(psnr(x, y))
             ss.append(ssim(x, y))
@@ -37,7 +38,6 @@ out = {
     "used_fraction": round(usage["used_fraction"], 4),
 }
 print(json.dumps(out))
-from PIL import Image
 
 with torch.no_grad():
     sample = images.fixed()[::58][:8]
