@@ -49,7 +49,7 @@ def main() -> None:
     from rsgen.config import load_config
     from rsgen.metrics.sifid import sifid
     from rsgen.pipelines.editor import Editor, EditSettings
-    from rsgen.train.loop import run_training
+    from rsgen.train.loop import CHECKPOINT_NAME, run_training
 
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -69,7 +69,7 @@ def main() -> None:
         run_training(
             config,
             run_dir,
-            resume=(run_dir / "checkpoint.safetensors").is_file(),
+            resume=(run_dir / CHECKPOINT_NAME).is_file(),
             max_steps=stage,
             progress=False,
         )
@@ -84,7 +84,7 @@ def main() -> None:
         rows.append(
             {
                 "steps": stage,
-                "train_minutes": round(trained / 60, 2),
+                "train_minutes": round(trained / 60, 4),
                 "val_loss": round(val_loss, 4),
                 "sifid_mean": round(float(np.mean(scores)), 2),
                 "sifid": [round(s, 2) for s in scores],
