@@ -84,7 +84,13 @@ def edit_command(
     """Edit a scene toward a text prompt (inside --roi / --mask), or copy one region into
     another: writes OUT, OUT's stem + '_before_after.png' and a JSON sidecar (prompt,
     paraphrases, settings, CLIP scores before and after, times)."""
-    from rsgen.pipelines.editor import EditSettings, check_settings, prompt_scores
+    from rsgen.pipelines.editor import (
+        DEFAULT_GUIDE,
+        EditSettings,
+        check_settings,
+        prompt_scores,
+        scoring_models,
+    )
 
     copy = _rect(copy_from, "--copy-from"), _rect(copy_to, "--copy-to")
     region = _rect(roi, "--roi")
@@ -127,7 +133,13 @@ def edit_command(
     scores = (
         {}
         if copying
-        else prompt_scores(np.asarray(result.original), np.asarray(result.image), prompt, result.changed)
+        else prompt_scores(
+            np.asarray(result.original),
+            np.asarray(result.image),
+            prompt,
+            result.changed,
+            scoring_models(loaded={DEFAULT_GUIDE: editor.guide} if guide == DEFAULT_GUIDE else None),
+        )
     )
     files = scene.write(output, result)
     sidecar: dict[str, Any] = {

@@ -30,7 +30,15 @@ from rsgen.errors import RsgenError
 from rsgen.files import atomic_file
 from rsgen.io.rgb import read_rgb_uint8
 from rsgen.metrics.image_quality import masked_psnr, masked_ssim
-from rsgen.pipelines.editor import DEFAULT_GUIDE, JUDGE, Editor, EditSettings, editable_mask, prompt_scores
+from rsgen.pipelines.editor import (
+    DEFAULT_GUIDE,
+    JUDGE,
+    Editor,
+    EditSettings,
+    editable_mask,
+    prompt_scores,
+    scoring_models,
+)
 
 
 @dataclass
@@ -119,6 +127,7 @@ def evaluate_edits(
     settings = settings or EditSettings()
     fit = fit or (lambda array: Editor.fit(array, progress=progress))
     out_dir.mkdir(parents=True, exist_ok=True)
+    scorers = scoring_models((DEFAULT_GUIDE, judge))
     results = []
     for case in cases:
         array, roi = shrink(read_rgb_uint8(case.image), case.roi, max_side)
@@ -132,7 +141,7 @@ def evaluate_edits(
         if roi is not None:
             x, y, w, h = roi
             outside[y : y + h, x : x + w] = False
-        scores = prompt_scores(array, edited, case.prompt, result.changed, models=(DEFAULT_GUIDE, judge))
+        scores = prompt_scores(array, edited, case.prompt, result.changed, scorers)
         with atomic_file(out_dir / f"{case.name}_before_after.png") as tmp:
             result.before_after().save(tmp, format="PNG")
         results.append(

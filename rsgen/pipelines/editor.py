@@ -23,7 +23,7 @@ import copy
 import hashlib
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -141,6 +141,7 @@ class Editor(Pipeline):
         self.denoiser = self.place(denoiser.float())
         self.scheduler = scheduler
         self._guide = guide
+        self._frozen_guide: ImageTextModel | None = None
         self.image = None if image is None else as_rgb_array(image, what="image")
         if self.image is not None and trained_on and trained_on != image_sha256(self.image):
             raise RsgenError("this editor model was trained on another image")
@@ -187,13 +188,15 @@ class Editor(Pipeline):
 
     @property
     def guide(self) -> ImageTextModel:
-        """The image–text model that steers edits (loaded on first use, frozen)."""
-        if not isinstance(self._guide, ImageTextModel):
-            self._guide = load_image_text_model(self._guide)
-        model = self._guide.to(self.device).eval()
-        for parameter in model.parameters():
-            parameter.requires_grad_(False)
-        return model
+        """The image–text model that steers edits (loaded, placed and frozen on first use)."""
+        if self._frozen_guide is None:
+            model = (
+                self._guide if isinstance(self._guide, ImageTextModel) else load_image_text_model(self._guide)
+            )
+            self._frozen_guide = self.place(model)
+            for parameter in self._frozen_guide.parameters():
+                parameter.requires_grad_(False)
+        return self._frozen_guide
 
     @property
     def sizes(self) -> list[tuple[int, int]]:
@@ -498,27 +501,42 @@ def guide_views(x: torch.Tensor, mask: torch.Tensor, count: int, generator: torc
 JUDGE = "rs-clip-judge"
 
 
+def scoring_models(
+    names: Sequence[str] = (DEFAULT_GUIDE, JUDGE), loaded: Mapping[str, ImageTextModel] | None = None
+) -> dict[str, ImageTextModel | None]:
+    """The image–text models that score edits, each loaded once (``loaded`` ones reused): None
+    for a model that is not available here (e.g. the judge before it is trained)."""
+    models: dict[str, ImageTextModel | None] = {}
+    for name in names:
+        if loaded and name in loaded:
+            models[name] = loaded[name]
+            continue
+        try:
+            models[name] = load_image_text_model(name)
+        except RsgenError:
+            models[name] = None
+    return models
+
+
 def prompt_scores(
     original: np.ndarray,
     edited: np.ndarray,
     prompt: str,
     changed: np.ndarray | None = None,
-    models: Sequence[str | ImageTextModel] = (DEFAULT_GUIDE, JUDGE),
+    models: Mapping[str, ImageTextModel | None] | None = None,
 ) -> dict[str, dict[str, float] | None]:
     """CLIP score (100 · max(cos, 0), the paper's Eq. 16) of the prompt against the region
     that may have changed (its bounding box grown by a quarter; the whole image without one),
-    before and after, under each model: ``{name: {"before", "after", "gain"}}``, None for a
-    model that is not available here (e.g. the judge before it is trained)."""
+    before and after, under each of ``models`` (default :func:`scoring_models`):
+    ``{name: {"before", "after", "gain"}}``, None for a model that is not available."""
+    models = scoring_models() if models is None else models
     box = grown_box(changed, original.shape[:2]) if changed is not None else (0, 0, *original.shape[:2][::-1])
     x, y, w, h = box
     crops = np.stack([original[y : y + h, x : x + w], edited[y : y + h, x : x + w]])
     pixels = torch.stack([image_to_tensor(c) for c in crops])
     out: dict[str, dict[str, float] | None] = {}
-    for model in models:
-        name = model if isinstance(model, str) else getattr(model, "name", type(model).__name__)
-        try:
-            net = load_image_text_model(model) if isinstance(model, str) else model
-        except RsgenError:
+    for name, net in models.items():
+        if net is None:
             out[name] = None
             continue
         with torch.no_grad():

@@ -22,7 +22,13 @@ from rsgen.errors import RsgenError
 from rsgen.models.efficientnet_lite0 import EfficientNetLite0Trunk
 from rsgen.train.distributed import DistContext
 from rsgen.train.ema import EMA
-from rsgen.train.feature_cache import CACHE_BLOCK, cached_feature_maps, derived_features
+from rsgen.train.feature_cache import (
+    CACHE_BLOCK,
+    DEFAULT_AUGMENTATION,
+    Augmentation,
+    cached_feature_maps,
+    derived_features,
+)
 from rsgen.train.schedules import set_lr, warmup_cosine
 from rsgen.train.tasks.base import SingleModelState, grad_clip_of, optimizer_step
 
@@ -33,6 +39,8 @@ class CachedImageTask(SingleModelState):
     """Base of tasks whose image tower is an :class:`EfficientNetLite0Trunk` fed from the cache."""
 
     selection_metric = "val_score"
+    #: How the cached views are augmented; a subclass may set its own before ``__init__``.
+    augment: Augmentation = DEFAULT_AUGMENTATION
     selection_mode = "max"
 
     def __init__(
@@ -72,7 +80,7 @@ class CachedImageTask(SingleModelState):
         """Cached inputs of the tuned part for every view: block-``CACHE_BLOCK`` maps, run through
         the frozen blocks in between once (and pooled when nothing is tuned)."""
         if self.trunk.split == CACHE_BLOCK:
-            return cached_feature_maps(paths, views, self.seed, device=self.ctx.device)
+            return cached_feature_maps(paths, views, self.seed, device=self.ctx.device, augment=self.augment)
         pooled = len(self.trunk.tuned) == 0
 
         def frozen_rest(maps: torch.Tensor) -> torch.Tensor:
@@ -80,7 +88,9 @@ class CachedImageTask(SingleModelState):
             return out.mean(dim=(-2, -1)) if pooled else out
 
         name = f"to{self.trunk.split}" + ("-pooled" if pooled else "")
-        return derived_features(paths, views, self.seed, name, frozen_rest, progress=self.ctx.show_progress)
+        return derived_features(
+            paths, views, self.seed, name, frozen_rest, progress=self.ctx.show_progress, augment=self.augment
+        )
 
     def pooled_features(self, inputs: torch.Tensor) -> torch.Tensor:
         """Cached inputs of a batch → pooled 1280-d image features (through the tuned blocks)."""

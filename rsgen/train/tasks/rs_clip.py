@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -25,7 +24,7 @@ from rsgen.files import cache_root
 from rsgen.metrics.retrieval import retrieval_scores
 from rsgen.models.rs_clip import RSCLIP, RSCLIPConfig
 from rsgen.train.distributed import DistContext
-from rsgen.train.feature_cache import CACHE_BLOCK, Augmentation, cached_feature_maps, derived_features
+from rsgen.train.feature_cache import Augmentation
 from rsgen.train.tasks.cached_images import CachedImageTask
 
 
@@ -55,22 +54,6 @@ class RSCLIPTask(CachedImageTask):
         self.train_text = features[: len(flat)]
         self.val_text = features[len(flat) : len(flat) + len(texts)]
         self.prompt_text = features[len(flat) + len(texts) :]
-
-    def _frozen_inputs(self, paths: list[Path], views: int) -> torch.Tensor:
-        """:meth:`CachedImageTask._frozen_inputs` with the views drawn by ``self.augment`` (the
-        default one gives the same cache files)."""
-        if self.trunk.split == CACHE_BLOCK:
-            return cached_feature_maps(paths, views, self.seed, device=self.ctx.device, augment=self.augment)
-        pooled = len(self.trunk.tuned) == 0
-
-        def frozen_rest(maps: torch.Tensor) -> torch.Tensor:
-            out = self.trunk.frozen_features_from_block(maps.to(self.ctx.device), CACHE_BLOCK)
-            return out.mean(dim=(-2, -1)) if pooled else out
-
-        name = f"to{self.trunk.split}" + ("-pooled" if pooled else "")
-        return derived_features(
-            paths, views, self.seed, name, frozen_rest, progress=self.ctx.show_progress, augment=self.augment
-        )
 
     def _text_tower_features(self, texts: list[str]) -> torch.Tensor:
         """MiniLM features of ``texts`` (cached on disk, keyed by the texts)."""
