@@ -124,3 +124,31 @@ def test_single_image_benchmark_reports_quality_per_stage_and_the_edit(tmp_path)
     assert all(row["sifid_mean"] > 0 and row["train_minutes"] > 0 for row in summary["stages"])
     assert summary["edit"]["outside_pixels_changed"] == 0
     assert (tmp_path / "out" / "quality.png").is_file() and (tmp_path / "out" / "stage-4.png").is_file()
+
+
+@pytest.mark.slow
+def test_t2i_sampling_benchmark_reports_latency_training_and_memory(tmp_path):
+    out_json, out_md = tmp_path / "t2i.json", tmp_path / "t2i.md"
+    script = REPO / "benchmarks" / "bench_t2i_sampling.py"
+    cmd = [sys.executable, str(script), "--quick", "--json", str(out_json), "--markdown", str(out_md)]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads(out_json.read_text())
+    assert results["mode"] == "quick" and "--quick" in results["command"]
+    rows = results["sampling"]["rows"]
+    assert {(r["steps"], r["batch"]) for r in rows} == {(s, b) for s in (10, 5, 2) for b in (1, 2)}
+    for row in rows:
+        assert "error" not in row, row
+        assert positive(row["seconds_per_image"]) and positive(row["decode_seconds_per_image"]), row
+        assert row["peak_rss_mib"] >= row["start_rss_mib"] > 0, row
+    (training,) = results["training"]["rows"]
+    assert positive(training["steps_per_s"]) and training["batch_size"] == 2, training
+    assert positive(training["peak_rss_mib"]) and positive(training["params_m"])
+    markdown = out_md.read_text()
+    assert markdown.startswith("Machine: ") and "| steps |" in markdown and "| config |" in markdown
+
+    bad = subprocess.run(
+        [sys.executable, str(script), "--model", str(tmp_path / "missing")], capture_output=True, text=True
+    )
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr
+    assert bad.stderr.splitlines()[-1].startswith("error: ") and "model_index.json" in bad.stderr

@@ -6,11 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from safetensors.torch import load_file
 
 from rsgen.errors import RsgenError
-from rsgen.models.diffusion_transformer import DiffusionTransformer
 from rsgen.models.loading import build_model
+from rsgen.pipelines.text_to_image import TextToImage
 from rsgen.train.loop import run_training
 
 CODES = 16
@@ -80,13 +81,18 @@ def test_training_logs_evaluates_and_exports_the_lowest_loss(
     for r in evals:
         assert r["val_loss"] > 0 and 0 <= r["val_token_acc"] <= 1
         assert {f"val_token_acc_t{t}" for t in (1, 3, 5, 7, 9)} <= r.keys()
-    best = DiffusionTransformer.from_pretrained(run / "best")
-    folder = json.loads((run / "best" / "config.json").read_text())
-    assert best.config.num_classes == CODES and best.config.grid == [8, 8]
-    assert folder["training"]["step"] == min(evals, key=lambda r: r["val_loss"])["step"]
-    assert Path(folder["tokenizer"]) == tokenizer_dir.resolve()
-    assert folder["scheduler"]["name"] == "vq_diffusion" and folder["scheduler"]["num_classes"] == CODES
-    DiffusionTransformer.from_pretrained(run / "final")
+    # best/ and final/ are whole text-to-image pipelines: the frozen tokenizer travels with them
+    best = TextToImage.from_pretrained(run / "best", device="cpu")
+    index = json.loads((run / "best" / "model_index.json").read_text())
+    assert best.transformer.config.num_classes == CODES and best.grid == (8, 8)
+    assert index["training"]["step"] == min(evals, key=lambda r: r["val_loss"])["step"]
+    assert Path(index["tokenizer_source"]) == tokenizer_dir.resolve()
+    assert best.scheduler.num_classes == CODES and best.max_steps == 10
+    trained = load_file(str(tokenizer_dir / "model.safetensors"))
+    shipped = load_file(str(run / "best" / "tokenizer" / "model.safetensors"))
+    assert trained.keys() == shipped.keys()
+    assert all(torch.equal(trained[k].half(), shipped[k]) for k in trained if trained[k].is_floating_point())
+    TextToImage.from_pretrained(run / "final", device="cpu")
     # tokens and caption states were cached on disk once (RSGEN_CACHE is the test's folder)
     assert len(list((tmp_path / "cache" / "rsvq_tokens").glob("*.safetensors"))) == 1
 

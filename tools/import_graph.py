@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent / "rsgen"
 #: Layer of each top-level part of the package (higher imports lower). Modules directly under
 #: ``rsgen/`` that are not listed are the core layer (errors, config, checkpoint, device, ...).
 LAYERS: dict[str, int] = {
-    "cli": 6,
+    "cli": 7,  # the command line launches everything, the browser app included (`rsgen serve`)
     "web": 6,
     "pipelines": 5,
     "train": 4,
@@ -32,7 +32,7 @@ LAYERS: dict[str, int] = {
     "io": 1,
 }
 CORE = 0
-ENTRY_POINTS = {"rsgen.__main__": 7, "rsgen": 7}  # `python -m rsgen`, lazy top-level API
+ENTRY_POINTS = {"rsgen.__main__": 8, "rsgen": 8}  # `python -m rsgen`, lazy top-level API
 
 
 def module_name(path: Path) -> str:

@@ -44,6 +44,16 @@ Bf16Option = Annotated[
     bool, typer.Option("--bf16", help="bfloat16 autocast (fast on CPUs with avx512_bf16/AMX, and GPUs).")
 ]
 ImageBatchOption = Annotated[int, typer.Option(min=1, help="Images per forward pass.")]
+# Text-to-image sampling (`rsgen generate`, `rsgen eval t2i`).
+StepsOption = Annotated[
+    int | None, typer.Option(help="Sampling steps [default: 25, or the model's timesteps if fewer].")
+]
+GuidanceOption = Annotated[
+    float, typer.Option(help="Classifier-free guidance scale (1: none, 0: unconditional).")
+]
+TruncationOption = Annotated[
+    float | None, typer.Option(help="Keep the likeliest codes up to this probability, (0, 1].")
+]
 CaptionDataOption = Annotated[
     Path | None, typer.Option(help="Folder with captions.jsonl + images/ [default: $RSGEN_DATA/rsicd_aid150]")
 ]

@@ -37,7 +37,7 @@ def _rect(text: str | None, option: str) -> tuple[int, int, int, int] | None:
 
 
 TrainStepsOption = Annotated[
-    int | None, typer.Option(help="Training steps of the scene's model \\[default: the config's, 3000].")
+    int | None, typer.Option(help="Training steps of the scene's model [default: the config's, 3000].")
 ]
 TrainConfigOption = Annotated[
     str, typer.Option(help="Training config of the scene's model (built-in name or YAML file).")
@@ -72,7 +72,7 @@ def edit_command(
     guide: Annotated[
         str, typer.Option(help="Image-text model that steers the edit (name or file).")
     ] = "rs-clip",
-    seed: Annotated[int | None, typer.Option(help="Random seed \\[default: a random one, reported].")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed [default: a random one, reported].")] = None,
     steps: StepsOption = 8,
     train_steps: TrainStepsOption = None,
     train_config: TrainConfigOption = "single-image-cpu",
@@ -91,6 +91,7 @@ def edit_command(
         prompt_scores,
         scoring_models,
     )
+    from rsgen.pipelines.scene_window import SceneWindow
 
     copy = _rect(copy_from, "--copy-from"), _rect(copy_to, "--copy-to")
     region = _rect(roi, "--roi")
@@ -109,7 +110,7 @@ def edit_command(
     check_settings(settings)
     if image.exists() and output.exists() and output.resolve() == image.resolve():
         raise RsgenError("output would overwrite the input", output)
-    scene = _Scene.open(image, region or copy[1], mask, window)
+    scene = SceneWindow.open(image, region or copy[1], mask, window)
     if copying:
         copy = tuple(scene.to_window(r) for r in copy)  # type: ignore[assignment]
 
@@ -120,8 +121,8 @@ def edit_command(
     else:
         result = editor.edit(
             prompt,
-            roi=scene.window_roi,
-            mask=scene.window_mask,
+            roi=scene.roi,
+            mask=scene.mask,
             seed=seed,
             settings=settings,
             paraphrase_endpoint=paraphrase_endpoint,
@@ -141,7 +142,7 @@ def edit_command(
             scoring_models(loaded={DEFAULT_GUIDE: editor.guide} if guide == DEFAULT_GUIDE else None),
         )
     )
-    files = scene.write(output, result)
+    files = [str(path) for path in scene.write(output, result)]
     sidecar: dict[str, Any] = {
         "image": str(image),
         "output": files[0],
@@ -166,8 +167,8 @@ def variations_command(
     image: Annotated[Path, typer.Argument(help="The scene: PNG, JPEG or GeoTIFF (at most 768 px).")],
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Output folder (required).")] = None,
     num_images: Annotated[int, typer.Option("-n", "--num-images", min=1, help="How many variations.")] = 4,
-    size: Annotated[str | None, typer.Option(help="Output size WxH \\[default: the scene's].")] = None,
-    seed: Annotated[int | None, typer.Option(help="Random seed \\[default: a random one, reported].")] = None,
+    size: Annotated[str | None, typer.Option(help="Output size WxH [default: the scene's].")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed [default: a random one, reported].")] = None,
     steps: StepsOption = 8,
     train_steps: TrainStepsOption = None,
     train_config: TrainConfigOption = "single-image-cpu",
@@ -180,6 +181,7 @@ def variations_command(
     from PIL import Image
 
     from rsgen.files import atomic_file
+    from rsgen.pipelines.scene_window import SceneWindow
 
     if output is None:
         raise RsgenError("missing the output folder: -o OUT_DIR")
@@ -192,7 +194,7 @@ def variations_command(
         except ValueError:
             raise RsgenError(f"--size needs WxH, e.g. 384x256, got {size!r}") from None
         shape = (height, width)
-    scene = _Scene.open(image, None, None, MAX_WHOLE)
+    scene = SceneWindow.open(image, None, None, MAX_WHOLE)
     editor, train_seconds = _fit(scene.rgb, train_steps, train_config, device, quiet)
     tic = time.perf_counter()
     images, used_seed = editor.variations(num_images, seed=seed, size=shape, steps=steps)
@@ -219,82 +221,6 @@ def variations_command(
 
 
 # ---------------------------------------------------------------------- helpers
-
-
-class _Scene:
-    """The scene file, the window of it that is edited, and how the result goes back."""
-
-    def __init__(self, path: Path, window: Any, rgb: np.ndarray, context: Any, roi: Any, mask: Any) -> None:
-        self.path, self.window, self.rgb, self.context = path, window, rgb, context
-        self.window_roi, self.window_mask = roi, mask
-
-    @classmethod
-    def open(cls, path: Path, roi: tuple[int, ...] | None, mask_path: Path | None, limit: int) -> _Scene:
-        from rsgen.io.read import read_raster_info
-        from rsgen.io.windows import PixelWindow, check_rect, context_window, read_window_rgb
-
-        if not path.is_file():
-            raise RsgenError("image not found", path)
-        info = read_raster_info(path)
-        mask = None
-        if mask_path is not None:
-            mask = _read_mask(mask_path, info.width, info.height)
-            ys, xs = np.nonzero(mask)
-            roi = (int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1))
-        if roi is not None:
-            roi = tuple(check_rect(roi, info.width, info.height, "ROI", path))
-        if max(info.width, info.height) <= limit:
-            window = PixelWindow(0, 0, info.width, info.height)
-        elif roi is None:
-            raise RsgenError(
-                f"scene is {info.width}x{info.height} px: edit a region of it with --roi or --mask "
-                f"(or downscale it to at most {limit} px)",
-                path,
-            )
-        else:
-            window = context_window(roi, info.width, info.height, max_side=limit, path=path)
-        rgb, context = read_window_rgb(path, window)
-        local_roi = (
-            None if roi is None or mask is not None else (roi[0] - window.x, roi[1] - window.y, *roi[2:])
-        )
-        local_mask = None
-        if mask is not None:
-            local_mask = mask[window.y : window.y + window.height, window.x : window.x + window.width]
-        return cls(path, window, rgb, context, local_roi, local_mask)
-
-    def to_window(self, rect: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
-        x, y, w, h = rect
-        if not (
-            self.window.x <= x
-            and self.window.y <= y
-            and x + w <= self.window.x + self.window.width
-            and y + h <= self.window.y + self.window.height
-        ):
-            raise RsgenError(f"--copy-from {x},{y},{w},{h} lies outside the edited window {self.window}")
-        return x - self.window.x, y - self.window.y, w, h
-
-    def write(self, output: Path, result: Any) -> list[str]:
-        from rsgen.files import atomic_file
-        from rsgen.io.windows import write_edited_scene
-
-        write_edited_scene(self.path, output, self.context, np.asarray(result.image), result.changed)
-        pair = output.with_name(output.stem + "_before_after.png")
-        with atomic_file(pair) as tmp:
-            result.before_after().save(tmp, format="PNG")
-        return [str(output), str(pair)]
-
-
-def _read_mask(path: Path, width: int, height: int) -> np.ndarray:
-    from rsgen.io.rgb import read_rgb_uint8
-    from rsgen.pipelines.editor import editable_mask
-
-    if not path.is_file():
-        raise RsgenError("mask not found", path)
-    array = read_rgb_uint8(path)[..., 0]
-    try:
-        return editable_mask((height, width), None, array)
-    except RsgenError as exc:
-        raise RsgenError(str(exc), path) from exc
 
 
 def _fit(

@@ -2,10 +2,11 @@
 
 ``sr`` (PSNR/SSIM vs bicubic), ``retrieval`` and ``scene`` (the image–text model and the scene
 classifier on a captions.jsonl split), ``fid`` and ``clip`` (distribution metrics and CLIP
-score of generated images). Tables by default, one JSON object on stdout with ``--json``;
-progress bars go to stderr. Every number is named after the network it was computed on
-(``FD[efficientnet-lite0]``, ``FID[inception-v3]``, ``CLIPScore[rs-clip]``): only the Fréchet
-distance on the real Inception-v3 FID weights is called FID.
+score of generated images), ``t2i`` (text-to-image models on the test captions). Tables by
+default, one JSON object on stdout with ``--json``; progress bars go to stderr. Every number is
+named after the network it was computed on (``FD[efficientnet-lite0]``, ``FID[inception-v3]``,
+``CLIPScore[rs-clip]``): only the Fréchet distance on the real Inception-v3 FID weights is
+called FID.
 """
 
 from __future__ import annotations
@@ -19,16 +20,19 @@ from rsgen.cli.app import (
     Bf16Option,
     CaptionDataOption,
     DeviceOption,
+    GuidanceOption,
     ImageBatchOption,
     JsonOption,
     QuietOption,
     SplitOption,
+    StepsOption,
+    TruncationOption,
     check_scale,
     default_data,
     emit_json,
     eval_app,
 )
-from rsgen.cli.tables import format_number, print_metric_table, print_sr_table
+from rsgen.cli.tables import format_number, print_metric_table, print_sr_table, print_t2i_table
 from rsgen.errors import RsgenError
 
 FID_HELP = """Fréchet distance, KID and Inception score between two image folders.
@@ -258,3 +262,77 @@ def eval_clip_command(
         f"({result.n_clamped} with negative cosine, scored 0)"
     )
     print_metric_table(f"CLIP score on {result.model}", rows, caption)
+
+
+T2I_HELP = """Text-to-image evaluation on the test captions (RSVQ-Diffusion, issue 12's Table 3).
+
+One image per test image's first distinct caption (all 463 of rsicd_aid150's test split, or a
+fixed seeded subset with --images N), per model and sampling seed; rows: the real test images
+(resized to the model's image size) and each model (mean ± std over --seeds). Columns:
+FD[rs-scene] and FD[efficientnet-lite0] to the real test images (the real row: to held-out
+train images), IS[rs-scene], CLIPScore[rs-clip] against the caption, scene accuracy (share that
+rs-scene assigns to the caption's scene), and the memorisation check: median cosine distance of
+rs-scene features to the nearest training image, and the share of images closer to one than
+the real test images' 5th percentile. See docs/text-to-image.md.
+
+MODEL...: pipeline folders or built-in names (NAME=PATH names a row); --model adds more.
+With -o OUT: OUT/images/*.png (OUT/images/<model>-seed<S>/ with several models or seeds),
+their captions.jsonl, and OUT/eval.json (what --json prints).
+"""
+
+
+@eval_app.command("t2i", help=T2I_HELP)
+def eval_t2i_command(
+    models: Annotated[
+        list[str] | None,
+        typer.Argument(help="Text-to-image models [default: rsvq-cpu].", metavar="MODEL"),
+    ] = None,
+    model: Annotated[
+        list[str] | None,
+        typer.Option("--model", "-m", metavar="MODEL", help="Another model, NAME=PATH or PATH (repeatable)."),
+    ] = None,
+    data: CaptionDataOption = None,
+    images: Annotated[
+        int | None, typer.Option(help="Use a fixed seeded subset of N test images [default: all].")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Sampling seed [default: 0].")] = None,
+    seeds: Annotated[
+        str | None, typer.Option(help="Several sampling seeds, e.g. 0,1: each row is their mean ± std.")
+    ] = None,
+    steps: StepsOption = None,
+    guidance: GuidanceOption = 5.0,
+    truncation: TruncationOption = None,
+    batch: Annotated[int, typer.Option(help="Prompts sampled together.")] = 8,
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="Folder for the images and eval.json.")
+    ] = None,
+    device: DeviceOption = None,
+    bf16: Bf16Option = False,
+    as_json: JsonOption = False,
+    quiet: QuietOption = False,
+) -> None:
+    from rsgen.pipelines.t2i_eval import T2IEvalSettings, evaluate_text_to_image, model_specs, parse_seeds
+
+    if seed is not None and seeds is not None:
+        raise RsgenError("give --seed or --seeds, not both")
+    arguments = [*(models or []), *(model or [])]
+    if not arguments:
+        from rsgen.pipelines.text_to_image import DEFAULT_MODEL
+
+        arguments = [DEFAULT_MODEL]
+    settings = T2IEvalSettings(
+        images=images,
+        seeds=parse_seeds(seeds) if seeds is not None else (0 if seed is None else seed,),
+        steps=steps,
+        guidance=guidance,
+        truncation=truncation,
+        batch=batch,
+    )
+    folder = data or default_data("rsicd_aid150")
+    report = evaluate_text_to_image(
+        model_specs(arguments), folder, settings, output, device=device, bf16=bf16, progress=not quiet
+    )
+    if as_json:
+        emit_json(report)
+    else:
+        print_t2i_table(report)

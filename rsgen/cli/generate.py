@@ -11,7 +11,17 @@ from typing import Annotated, Any
 
 import typer
 
-from rsgen.cli.app import Bf16Option, DeviceOption, JsonOption, QuietOption, app, emit_json
+from rsgen.cli.app import (
+    Bf16Option,
+    DeviceOption,
+    GuidanceOption,
+    JsonOption,
+    QuietOption,
+    StepsOption,
+    TruncationOption,
+    app,
+    emit_json,
+)
 from rsgen.errors import RsgenError
 
 DEFAULT_MODEL = "rsvq-cpu"  # = rsgen.pipelines.text_to_image.DEFAULT_MODEL (not imported: startup time)
@@ -23,21 +33,15 @@ def generate_command(
     prompt: Annotated[str | None, typer.Argument(help="What to draw (or use --prompts FILE).")] = None,
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Output folder (required).")] = None,
     num_images: Annotated[int, typer.Option("-n", "--num-images", help="Images per prompt.")] = 1,
-    seed: Annotated[int | None, typer.Option(help="Random seed \\[default: a random one, reported].")] = None,
-    steps: Annotated[
-        int | None, typer.Option(help="Sampling steps \\[default: 25, or the model's timesteps if fewer].")
-    ] = None,
-    guidance: Annotated[
-        float, typer.Option(help="Classifier-free guidance scale (1: none, 0: unconditional).")
-    ] = 5.0,
-    truncation: Annotated[
-        float | None, typer.Option(help="Keep the likeliest codes up to this probability, (0, 1].")
-    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed [default: a random one, reported].")] = None,
+    steps: StepsOption = None,
+    guidance: GuidanceOption = 5.0,
+    truncation: TruncationOption = None,
     upscale: Annotated[
         int | None, typer.Option(help="Super-resolve each image x2 or x4 (degan-x2 / degan-x4).")
     ] = None,
     upscale_model: Annotated[
-        str | None, typer.Option(help="Super-resolution model name or folder \\[default: degan-x<upscale>].")
+        str | None, typer.Option(help="Super-resolution model name or folder [default: degan-x<upscale>].")
     ] = None,
     prompts: Annotated[Path | None, typer.Option(help="Text file with one prompt per line.")] = None,
     model: Annotated[

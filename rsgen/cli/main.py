@@ -19,7 +19,7 @@ from typing import NoReturn
 
 import typer
 
-from rsgen.cli import demo, edit, evaluate, generate, info, sr, training  # noqa: F401 - each registers its commands
+from rsgen.cli import demo, edit, evaluate, generate, info, serve, sr, training  # noqa: F401 - each registers its commands
 from rsgen.cli.app import app
 from rsgen.errors import RsgenError
 

@@ -58,3 +58,47 @@ def _sr_caption(result: SREvalResult) -> str:
         f"gain over bicubic {result.gain_db_rgb:+.2f} dB RGB / {result.gain_db_y:+.2f} dB Y; "
         f"{result.seconds_per_image * 1000:.1f} ms per image"
     )
+
+
+#: ``rsgen eval t2i``'s rows: (label, report key, decimals).
+T2I_ROWS = (
+    ("FD[rs-scene]", "FD[rs-scene]", 2),
+    ("FD[efficientnet-lite0]", "FD[efficientnet-lite0]", 2),
+    ("IS[rs-scene]", "IS[rs-scene]", 3),
+    ("CLIPScore[rs-clip]", "CLIPScore[rs-clip]", 2),
+    ("scene accuracy", "scene_accuracy", 3),
+    ("NN distance, median", "nn_distance_median", 4),
+    ("closer than real p5", "closer_than_real_p5", 3),
+    ("s / image", "seconds_per_image", 3),
+)
+
+
+def format_t2i_table(report: dict) -> Table:
+    """``rsgen eval t2i``'s table: a row per metric, a column for the real test images and one per
+    model (mean ± std over the seeds), so that it stays readable in 80 columns."""
+    seeds = ", ".join(map(str, report["seeds"]))
+    caption = (
+        f"{report['images']} test captions, {report['image_size']} px, seeds {seeds}, guidance "
+        f"{report['guidance']}. FD: to the test images (real column: test vs {report['real']['n_holdout']} "
+        f"held-out train images). NN: cosine distance of rs-scene features to the nearest of "
+        f"{report['n_train']} training images (real p5 = {report['real_p5']:.4f}). {report['seconds']:.0f} s"
+    )
+    table = Table(title="Text-to-image evaluation", caption=escape(caption))
+    table.add_column("metric")
+    rows = [report["real"], *report["models"]]
+    for row in rows:
+        table.add_column(escape(row["name"]), justify="right")
+    for label, key, digits in T2I_ROWS:
+        table.add_row(escape(label), *(_t2i_cell(row, key, digits) for row in rows))
+    return table
+
+
+def print_t2i_table(report: dict, console: Console | None = None) -> None:
+    """Print :func:`format_t2i_table` to ``console`` (a new stdout console by default)."""
+    (console or Console()).print(format_t2i_table(report))
+
+
+def _t2i_cell(row: dict, key: str, digits: int) -> str:
+    value, std = row.get(key), row.get(f"{key}_std")
+    text = format_number(value, digits)
+    return text if std is None or value is None else f"{text} ± {std:.{digits}f}"

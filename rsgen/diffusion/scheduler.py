@@ -29,6 +29,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
+from rsgen.checkpoint import ComponentFiles
 from rsgen.config import ComponentConfig
 
 Timestep = int | Tensor
@@ -77,6 +78,10 @@ class Scheduler(ABC):
         self.timesteps: Tensor = torch.empty(0, dtype=torch.long)
         self._prev_of: Tensor = torch.empty(0, dtype=torch.long)
         self.set_timesteps(self.num_train_timesteps)
+
+    def component_files(self) -> ComponentFiles:
+        """What a pipeline folder stores of this scheduler: its config, no tensors."""
+        return self.config.NAME, {"scheduler": self.config.to_dict()}, None
 
     @property
     def num_train_timesteps(self) -> int:

@@ -23,6 +23,7 @@ from torch import nn
 from rsgen.checkpoint import (
     CONFIG_NAME,
     WEIGHTS_NAME,
+    ComponentFiles,
     check_state_matches,
     read_component_config,
     read_weights_file,
@@ -77,6 +78,10 @@ class PretrainedModel(nn.Module):
     def saved_state_dict(self) -> dict[str, torch.Tensor]:
         """The tensors a model folder stores (sharing storage with the module)."""
         return self.state_dict()
+
+    def component_files(self) -> ComponentFiles:
+        """What a pipeline folder stores of this network: ``(registry name, config.json, tensors)``."""
+        return self.config.NAME, self.folder_config(), self.saved_state_dict()
 
     def load_saved_state(self, state: dict[str, torch.Tensor], source: str | Path) -> None:
         """Load what :meth:`saved_state_dict` stored; any mismatch is a one-line error."""

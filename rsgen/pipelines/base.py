@@ -32,7 +32,6 @@ from PIL import Image
 from rsgen.checkpoint import (
     CONFIG_NAME,
     MODEL_INDEX_NAME,
-    ComponentFiles,
     read_component_config,
     save_pipeline_folder,
 )
@@ -127,17 +126,8 @@ class Pipeline:
 
     def save_pretrained(self, directory: str | Path, extra: dict[str, Any] | None = None) -> Path:
         """Write ``model_index.json`` and one folder per component (networks in fp16), atomically."""
-        components = {name: component_files(component) for name, component in self.components().items()}
+        components = {name: component.component_files() for name, component in self.components().items()}
         return save_pipeline_folder(directory, self.pipeline_name, components, extra)
-
-
-def component_files(component: Any) -> ComponentFiles:
-    """What a pipeline folder stores of a component: ``(registry name, config.json, tensors)``."""
-    if isinstance(component, PretrainedModel):
-        return component.config.NAME, component.folder_config(), component.saved_state_dict()
-    if isinstance(component, Scheduler):
-        return component.config.NAME, {"scheduler": component.config.to_dict()}, None
-    raise TypeError(f"cannot save a {type(component).__name__} as a pipeline component")
 
 
 def load_component(directory: Path, component_class: type) -> Any:

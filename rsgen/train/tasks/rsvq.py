@@ -30,6 +30,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
+from rsgen.checkpoint import save_pipeline_folder
 from rsgen.data.captions import CaptionRecord, holdout_split, read_caption_records, unique_captions
 from rsgen.data.images import center_square, image_to_tensor
 from rsgen.data.paths import resolve_data_path
@@ -48,6 +49,8 @@ from rsgen.train.schedules import set_lr, warmup_cosine
 from rsgen.train.tasks.base import SingleModelState, grad_clip_of, optimizer_step
 
 CACHE_VERSION = 1
+#: = ``TextToImage.pipeline_name`` (pipelines sit above train: the name is defined here).
+PIPELINE_NAME = "text_to_image"
 #: Validation timesteps as fractions of T (10, 30, 50, 70, 90 for T = 100).
 VAL_FRACTIONS = (0.1, 0.3, 0.5, 0.7, 0.9)
 ENCODE_CHUNK = 32
@@ -86,7 +89,7 @@ class RSVQTask(SingleModelState):
         if "tokenizer" not in config:
             raise RsgenError("the config needs 'tokenizer:', the folder of a trained vq_tokenizer")
         self.tokenizer_path = tokenizer_folder(config["tokenizer"])
-        tokenizer = VQTokenizer.from_pretrained(self.tokenizer_path).to(ctx.device)
+        self.tokenizer = tokenizer = VQTokenizer.from_pretrained(self.tokenizer_path).to(ctx.device).eval()
         self.model = DiffusionTransformer.from_config(config["model"]).to(ctx.device)
         try:
             self.scheduler = build_scheduler(config.get("scheduler", {"name": "vq_diffusion"}))
@@ -332,13 +335,17 @@ class RSVQTask(SingleModelState):
         return {"val_loss": float(np.mean(losses)), "val_token_acc": float(np.mean(accuracies)), **metrics}
 
     def export(self, directory: str | Path, extra: dict[str, Any]) -> None:
-        """The transformer's folder; ``tokenizer`` (its folder) and ``scheduler`` (its config) in
-        ``config.json`` let the text-to-image pipeline be assembled from it."""
-        self.model.save_pretrained(
+        """A whole ``text_to_image`` pipeline folder (tokenizer, transformer, scheduler), loadable
+        with ``TextToImage.from_pretrained``; ``tokenizer_source`` in the index names the frozen
+        tokenizer folder it was trained on."""
+        save_pipeline_folder(
             directory,
+            PIPELINE_NAME,
             {
-                **extra,
-                "tokenizer": str(self.tokenizer_path.resolve()),
-                "scheduler": self.scheduler.config.to_dict(),
+                "tokenizer": self.tokenizer.component_files(),
+                "transformer": self.model.component_files(),
+                "scheduler": self.scheduler.component_files(),
             },
+            {**extra, "tokenizer_source": str(self.tokenizer_path.resolve())},
         )
+

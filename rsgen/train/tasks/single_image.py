@@ -138,16 +138,8 @@ class SingleImageTask(SingleModelState):
             directory,
             PIPELINE_NAME,
             {
-                "denoiser": (
-                    self.model.config.NAME,
-                    self.model.folder_config(),
-                    self.model.saved_state_dict(),
-                ),
-                "scheduler": (
-                    self.scheduler.config.NAME,
-                    {"scheduler": self.scheduler.config.to_dict()},
-                    None,
-                ),
+                "denoiser": self.model.component_files(),
+                "scheduler": self.scheduler.component_files(),
             },
             {
                 **extra,
