@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+from affine import Affine
 from PIL import Image
 
 from tests.conftest import CliResult, run_cli, run_cli_process, textured_image
@@ -130,6 +131,29 @@ def folder_with_one_bad_file(tmp: Path, model: Path, out: Path) -> Case:
     return Case([folder, "-o", out, "--model", model, "--scale", "2"], [bad, "JPEG", "corrupt"])
 
 
+def huge_sparse_geotiff(tmp: Path, model: Path, out: Path) -> Case:
+    """40,000 px square, almost all of it unwritten (sparse): 20 KB on disk, 6.4 gigapixels at x2."""
+    src = tmp / "huge.tif"
+    profile = {
+        "driver": "GTiff", "width": 40_000, "height": 40_000, "count": 3, "dtype": "uint8",
+        "crs": "EPSG:32633", "transform": Affine.translation(600_000, 5_340_000) @ Affine.scale(10, -10),
+        "tiled": True, "sparse_ok": True, "compress": "deflate",
+    }  # fmt: skip
+    with rasterio.open(src, "w", **profile) as ds:
+        ds.write(np.zeros((3, 16, 16), np.uint8), window=((0, 16), (0, 16)))
+    args = [src, "-o", out / "result.tif", "--model", model, "--scale", "2"]
+    return Case(args, [src, "80000x80000 px", "6.4 gigapixels", "--max-output"])
+
+
+def folder_with_a_huge_scene(tmp: Path, model: Path, out: Path) -> Case:
+    folder = tmp / "scenes"
+    folder.mkdir()
+    good_png(folder, "a.png", (40, 40))
+    good_png(folder, "b.png", (8, 8))
+    args = [folder, "-o", out, "--model", model, "--scale", "2", "--max-output", "0.000001"]
+    return Case(args, [folder / "a.png", "80x80 px", "0.01 megapixels", "limit of 0.00 megapixels"])
+
+
 CASES: list[Callable[[Path, Path, Path], Case]] = [
     missing_file,
     text_named_png,
@@ -144,6 +168,8 @@ CASES: list[Callable[[Path, Path, Path], Case]] = [
     garbage_config,
     other_architecture,
     folder_with_one_bad_file,
+    huge_sparse_geotiff,
+    folder_with_a_huge_scene,
 ]
 
 

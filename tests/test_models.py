@@ -145,3 +145,16 @@ def test_generator_attention_memory_stays_linear_in_tokens():
 def test_bad_generator_configs_fail_before_building(option, value, message):
     with pytest.raises(ValueError, match=message):
         DEGANConfig.from_dict({**TINY_MODEL, option: value})
+
+
+def test_mac_counter_counts_fused_attention_on_cpu():
+    """scaled_dot_product_attention on CPU dispatches to a kernel PyTorch's counter does not know:
+    it must count as the two matrix products it is (QK^T and AV), not as zero."""
+
+    class Attention(torch.nn.Module):
+        def forward(self, q: torch.Tensor) -> torch.Tensor:
+            return torch.nn.functional.scaled_dot_product_attention(q, q, q)
+
+    batch, heads, tokens, dim = 2, 4, 64, 16
+    expected = 2 * batch * heads * tokens * tokens * dim  # two products of tokens x tokens x dim MACs
+    assert count_macs(Attention(), torch.randn(batch, heads, tokens, dim)) == expected

@@ -43,6 +43,12 @@ def sr_command(
         typer.Option("--format", help="Folder mode: output suffix (tif, png, jpg) [default: keep]"),
     ] = None,
     bf16: Bf16Option = False,
+    max_output: Annotated[
+        float,
+        typer.Option(
+            min=0, help="Refuse files whose output would exceed this many gigapixels (0: no limit)."
+        ),
+    ] = 2.0,
     as_json: JsonOption = False,
     quiet: QuietOption = False,
 ) -> None:
@@ -68,6 +74,7 @@ def sr_command(
         overlap=overlap,
         batch_size=batch_size,
         bf16=bf16,
+        max_output_pixels=int(max_output * 1e9) if max_output > 0 else None,
     )
     report: list[dict[str, Any]] = []
 

@@ -1,91 +1,102 @@
-"""``rsgen demo``: super-resolve a real aerial scene end to end with no arguments.
+"""``rsgen demo``: the three capabilities chained on built-in samples, written up as a web page.
 
-The scene is the first image of ``$RSGEN_DATA/scenes`` (scikit-image's astronaut when
-that folder is absent), centre-cropped and written as a georeferenced GeoTIFF. It is
-degraded with the project's bicubic downscale, super-resolved as a GeoTIFF (so the
-georeferencing path of :mod:`rsgen.io` is exercised), and compared with bicubic.
+With no input beyond an output folder, :func:`run_demo`
+
+1. **generate**: samples one scene per fixed prompt with the shipped text-to-image model
+   (seeded; skipped with a note when no such model is shipped),
+2. **upscale**: super-resolves the first generated scene,
+3. **edit**: edits the shipped forest sample with the shipped editor (``editor-forest-256``, so
+   nothing trains) toward "a fire in the forest" inside an ROI, scored before/after by CLIP,
+4. **geo_sr**: writes the shipped houses sample as a georeferenced GeoTIFF, degrades it with the
+   project's bicubic downscale, super-resolves it as a GeoTIFF (the georeferencing path of
+   :mod:`rsgen.io`) and compares PSNR with bicubic,
+
+then writes ``index.html`` (:mod:`rsgen.pipelines.demo_report`), ``contact_sheet.png`` and
+``demo.json``. Each step's files go into a subfolder named after it.
 """
 
 from __future__ import annotations
 
+import json
+import re
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import rasterio
+import torch
 from PIL import Image, ImageDraw
 from rasterio.crs import CRS
 from rasterio.transform import Affine
 
 from rsgen.data.degradation import bicubic_downscale, bicubic_upscale
-from rsgen.data.paths import default_data_root
+from rsgen.data.samples import EDIT_EXAMPLES, HOUSES, load_sample, sample_path
 from rsgen.errors import RsgenError
-from rsgen.io import list_images, read_raster_info, read_rgb_uint8, write_rgb_uint8
+from rsgen.files import atomic_file
+from rsgen.io import read_raster_info, read_rgb_uint8, write_rgb_uint8
 from rsgen.metrics import psnr
+from rsgen.pipelines.demo_report import (
+    DemoResult,
+    Figure,
+    StepReport,
+    write_contact_sheet,
+    write_page,
+)
+from rsgen.pipelines.editor import DEFAULT_GUIDE, Editor, EditSettings, prompt_scores, scoring_models
 from rsgen.pipelines.super_resolution import SuperResolver
+from rsgen.pipelines.text_to_image import DEFAULT_GUIDANCE, DEFAULT_MODEL, DEFAULT_STEPS, TextToImage
+from rsgen.shipped import display_name
 
 DEMO_CRS = "EPSG:32633"
 DEMO_ORIGIN = (600000.0, 5340000.0)
 DEMO_PIXEL_M = 0.6
 DEMO_SIZE = 256
 PANEL_LABELS = ("LR (nearest)", "bicubic", "DEGAN", "original HR")
+DEMO_PROMPTS = (
+    "many buildings and green trees are around a playground",
+    "a bridge is over a river with green trees on both sides",
+    "some boats are in a port near a road",
+    "many green trees are in a forest",
+)
+"""RSICD-style captions of four of the training set's scene classes."""
+DEFAULT_EDITOR = "editor-forest-256"
+EDIT_EXAMPLE = EDIT_EXAMPLES[0]
+"""The forest sample, "a fire in the forest", ROI (64, 64, 128, 128)."""
+QUICK_EDIT = EditSettings(views=1, steps=1, ensemble=False)
+"""Edit settings of a seconds-long smoke run (``rsgen demo --quick``)."""
+
+Log = Callable[[str], None]
 
 
 @dataclass
-class DemoScene:
-    """The HR sample: ``image`` is uint8 H x W x 3; ``note`` says why a fallback was used."""
+class DemoOptions:
+    """What :func:`run_demo` runs (the defaults are the demo; tests pass tiny models)."""
 
-    name: str
-    source: str
-    image: np.ndarray
-    note: str | None = None
-
-
-@dataclass
-class DemoResult:
-    """What :func:`run_demo` produced and measured (see :meth:`to_dict`)."""
-
-    source: str
-    note: str | None
-    model: str
-    scale: int
-    device: str
-    output_dir: str
-    files: dict[str, str]
-    hr_size: list[int]
-    lr_size: list[int]
-    psnr_model: float
-    psnr_bicubic: float
-    sr_georeferencing: dict[str, Any]
-    seconds_sr: float
-    seconds_total: float
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready values (PSNR in dB rounded to 4 decimals, seconds to 3)."""
-        data = asdict(self)
-        for key in ("psnr_model", "psnr_bicubic"):
-            data[key] = round(data[key], 4) if np.isfinite(data[key]) else None
-        for key in ("seconds_sr", "seconds_total"):
-            data[key] = round(data[key], 3)
-        return data
+    output_dir: Path = Path("rsgen-demo")
+    sr_model: str | Path | None = None
+    """Super-resolution model of steps 2 and 4 (default ``degan-x<scale>``)."""
+    scale: int = 4
+    size: int = DEMO_SIZE
+    """Side of the HR crop of the georeferenced sample, in pixels."""
+    device: str | None = None
+    t2i_model: str | Path | None = None
+    """None: the shipped ``rsvq-cpu``, and steps 1-2 are skipped with a note while it is not
+    shipped; a name or folder given here must load."""
+    prompts: tuple[str, ...] = DEMO_PROMPTS
+    t2i_steps: int = DEFAULT_STEPS
+    guidance: float = DEFAULT_GUIDANCE
+    seed: int = 0
+    editor_model: str | Path = DEFAULT_EDITOR
+    """An ``editor`` folder trained on the forest sample (default: the shipped one)."""
+    edit_settings: EditSettings = field(default_factory=EditSettings)
+    progress: bool = False
+    """tqdm bars of the pipelines on stderr."""
 
 
-def load_demo_scene(data_root: Path | None = None) -> DemoScene:
-    """The first image of ``<data root>/scenes``, else scikit-image's astronaut with a note."""
-    folder = (data_root or default_data_root()) / "scenes"
-    if folder.is_dir():
-        try:
-            first = list_images(folder)[0]
-        except RsgenError:
-            pass
-        else:
-            return DemoScene(first.stem, str(first), read_rgb_uint8(first))
-    from skimage.data import astronaut
-
-    note = f"no aerial sample found in {folder}; using scikit-image's astronaut instead"
-    return DemoScene("astronaut", "skimage.data.astronaut", np.ascontiguousarray(astronaut()[..., :3]), note)
+# ---------------------------------------------------------------------- helpers
 
 
 def center_crop(image: np.ndarray, size: int, multiple: int) -> np.ndarray:
@@ -100,9 +111,8 @@ def center_crop(image: np.ndarray, size: int, multiple: int) -> np.ndarray:
 
 
 def write_geotiff(path: Path, image: np.ndarray, transform: Affine, crs: str = DEMO_CRS) -> Path:
-    """Write an RGB uint8 array as a georeferenced GeoTIFF."""
+    """Write an RGB uint8 array as a georeferenced GeoTIFF (atomically)."""
     height, width = image.shape[:2]
-    path.parent.mkdir(parents=True, exist_ok=True)
     profile = {
         "driver": "GTiff",
         "width": width,
@@ -114,7 +124,7 @@ def write_geotiff(path: Path, image: np.ndarray, transform: Affine, crs: str = D
         "photometric": "RGB",
         "compress": "deflate",
     }
-    with rasterio.open(path, "w", **profile) as ds:
+    with atomic_file(path) as tmp, rasterio.open(tmp, "w", **profile) as ds:
         ds.write(np.moveaxis(image, -1, 0))
     return path
 
@@ -145,60 +155,255 @@ def georeferencing(path: Path) -> dict[str, Any]:
     }
 
 
-def run_demo(
-    output_dir: str | Path = "rsgen-demo",
-    model: str | Path | None = None,
-    scale: int = 4,
-    size: int = DEMO_SIZE,
-    device: str | None = None,
-    data_root: Path | None = None,
-    progress: bool = False,
-) -> DemoResult:
-    """Run the demo and write its files into ``output_dir``.
+def save_image(image: Image.Image | np.ndarray, path: Path) -> Path:
+    """Write an RGB image (PNG/JPEG/GeoTIFF by suffix) atomically; returns ``path``."""
+    write_rgb_uint8(path, np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image))
+    return path
 
-    Files: ``hr.tif`` (the sample, EPSG:32633 at 0.6 m), ``lr.tif`` (bicubic downscale,
-    pixel size x ``scale``), ``sr.tif`` (super-resolved from ``lr.tif``, pixel size
-    divided by ``scale``), ``bicubic.png``, ``sr.png`` and ``comparison.png``
-    (LR nearest | bicubic | DEGAN | HR). PSNR is measured against the HR crop with
-    ``crop_border=scale``. ``model`` defaults to ``degan-x<scale>``.
-    """
-    start = time.perf_counter()
-    out = Path(output_dir)
-    resolver = SuperResolver.from_pretrained(model or f"degan-x{scale}", scale=scale, device=device)
-    scene = load_demo_scene(data_root)
-    hr = center_crop(scene.image, size, scale)
-    lr = np.asarray(bicubic_downscale(Image.fromarray(hr), scale))
-    hr_transform = Affine.translation(*DEMO_ORIGIN) @ Affine.scale(DEMO_PIXEL_M, -DEMO_PIXEL_M)
-    files = {
-        "hr": write_geotiff(out / "hr.tif", hr, hr_transform),
-        "lr": write_geotiff(out / "lr.tif", lr, hr_transform @ Affine.scale(scale)),
-        "sr": out / "sr.tif",
-        "bicubic_png": out / "bicubic.png",
-        "sr_png": out / "sr.png",
-        "comparison": out / "comparison.png",
-    }
-    sr_start = time.perf_counter()
-    resolver.upscale_file(files["lr"], files["sr"], progress=progress)
-    seconds_sr = time.perf_counter() - sr_start
-    sr = read_rgb_uint8(files["sr"])
-    bicubic = np.asarray(bicubic_upscale(Image.fromarray(lr), scale))
-    write_rgb_uint8(files["bicubic_png"], bicubic)
-    write_rgb_uint8(files["sr_png"], sr)
-    nearest = np.repeat(np.repeat(lr, scale, axis=0), scale, axis=1)
-    write_rgb_uint8(files["comparison"], np.asarray(comparison_strip([nearest, bicubic, sr, hr])))
-    return DemoResult(
-        source=scene.source,
-        note=scene.note,
-        model=resolver.name,
-        scale=scale,
-        device=str(resolver.device),
-        output_dir=str(out),
-        files={key: str(path) for key, path in files.items()},
-        hr_size=[hr.shape[1], hr.shape[0]],
-        lr_size=[lr.shape[1], lr.shape[0]],
-        psnr_model=psnr(sr, hr, crop_border=scale),
-        psnr_bicubic=psnr(bicubic, hr, crop_border=scale),
-        sr_georeferencing=georeferencing(files["sr"]),
-        seconds_sr=seconds_sr,
-        seconds_total=time.perf_counter() - start,
+
+def outline(image: np.ndarray, rect: tuple[int, int, int, int], width: int = 2) -> Image.Image:
+    """``image`` with the rectangle (x, y, w, h) drawn in red."""
+    picture = Image.fromarray(image).copy()
+    x, y, w, h = rect
+    ImageDraw.Draw(picture).rectangle((x, y, x + w - 1, y + h - 1), outline=(255, 0, 0), width=width)
+    return picture
+
+
+def slug(text: str, limit: int = 40) -> str:
+    """A file-name-safe short form of ``text``."""
+    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")[:limit].rstrip("_") or "image"
+
+
+# ---------------------------------------------------------------------- the steps
+
+
+def load_text_to_image(options: DemoOptions) -> tuple[TextToImage | None, str | None]:
+    """The text-to-image pipeline, or None and why when the default one is not shipped (a model
+    the user named must load: its error propagates)."""
+    name = options.t2i_model or DEFAULT_MODEL
+    try:
+        pipe = TextToImage.from_pretrained(name, device=options.device, progress=options.progress)
+    except RsgenError as exc:
+        if options.t2i_model is not None:
+            raise
+        return None, str(exc)
+    return pipe, None
+
+
+def generate_step(pipe: TextToImage, options: DemoOptions, out: Path) -> tuple[StepReport, list[Path]]:
+    """Step 1: one image per prompt, each from a generator seeded with ``options.seed``."""
+    tic = time.perf_counter()
+    steps = min(options.t2i_steps, pipe.max_steps)
+    result = pipe(
+        list(options.prompts), num_images=1, seed=options.seed, steps=steps, guidance=options.guidance
     )
+    paths = [
+        save_image(image, out / "generate" / f"{i + 1}_{slug(prompt)}.png")
+        for i, (image, prompt) in enumerate(zip(result.images, result.prompts, strict=True))
+    ]
+    width, height = result.images[0].size
+    report = StepReport(
+        "generate",
+        "Text to image",
+        settings={
+            "model": display_name(options.t2i_model or DEFAULT_MODEL),
+            "prompts": result.prompts,
+            "seed": result.seed,
+            **result.settings,
+            "size": [width, height],
+        },
+        scores={"sampling_seconds": round(result.seconds, 3)},
+        figures=[_figure(out, p, prompt) for p, prompt in zip(paths, result.prompts, strict=True)],
+    )
+    report.seconds = time.perf_counter() - tic
+    return report, paths
+
+
+def upscale_step(resolver: SuperResolver, source: Path, out: Path) -> StepReport:
+    """Step 2: the generated image super-resolved (and bicubic beside it)."""
+    tic = time.perf_counter()
+    image = read_rgb_uint8(source)
+    sr = resolver(image)
+    scale = resolver.scale
+    folder = out / "upscale"
+    bicubic = save_image(bicubic_upscale(Image.fromarray(image), scale), folder / f"bicubic_x{scale}.png")
+    output = save_image(sr, folder / f"{source.stem}_x{scale}.png")
+    return StepReport(
+        "upscale",
+        f"Super-resolution of a generated scene (x{scale})",
+        settings={
+            "model": resolver.name,
+            "scale": scale,
+            "input": source.relative_to(out).as_posix(),
+            "input_size": [image.shape[1], image.shape[0]],
+            "output_size": [sr.shape[1], sr.shape[0]],
+        },
+        seconds=time.perf_counter() - tic,
+        figures=[
+            _figure(out, source, "generated", "input", sheet=False),
+            _figure(out, bicubic, f"bicubic x{scale}"),
+            _figure(out, output, f"{resolver.name} x{scale}"),
+        ],
+    )
+
+
+def edit_step(options: DemoOptions, out: Path) -> StepReport:
+    """Step 3: the forest sample edited inside the ROI with the shipped editor, CLIP-scored."""
+    tic = time.perf_counter()
+    example = EDIT_EXAMPLE
+    image = load_sample(example.sample)
+    editor = Editor.from_pretrained(
+        options.editor_model, image=image, device=options.device, progress=options.progress
+    )
+    result = editor.edit(example.prompt, roi=example.roi, seed=options.seed, settings=options.edit_settings)
+    edited = np.asarray(result.image)
+    scores = prompt_scores(
+        image, edited, example.prompt, result.changed, scoring_models(loaded={DEFAULT_GUIDE: editor.guide})
+    )
+    assert result.changed is not None
+    folder = out / "edit"
+    figures = [
+        _figure(out, save_image(image, folder / example.sample), "input (shipped sample)", "input"),
+        _figure(out, save_image(outline(image, example.roi), folder / "roi.png"), "ROI", "input"),
+        _figure(out, save_image(edited, folder / "edited.png"), f"edited: {example.prompt}"),
+        _figure(
+            out, save_image(result.before_after(), folder / "before_after.png"), "before | after", sheet=False
+        ),
+    ]
+    return StepReport(
+        "edit",
+        "Text-guided editing of a shipped scene",
+        settings={
+            "image": f"rsgen/samples/{example.sample}",
+            "model": display_name(options.editor_model),
+            "prompt": example.prompt,
+            "prompts": result.prompts,
+            "seed": result.seed,
+            **result.settings,
+        },
+        scores={
+            "clip_score": scores,
+            "pixels_changed_outside_roi_and_band": int(
+                (edited[~result.changed] != image[~result.changed]).sum()
+            ),
+            "edit_seconds": round(result.seconds, 3),
+        },
+        seconds=time.perf_counter() - tic,
+        figures=figures,
+    )
+
+
+def geo_sr_step(resolver: SuperResolver, options: DemoOptions, out: Path) -> StepReport:
+    """Step 4: the houses sample as a georeferenced GeoTIFF, degraded, super-resolved as a GeoTIFF
+    and compared with bicubic (PSNR against the HR crop, ``crop_border=scale``)."""
+    tic = time.perf_counter()
+    scale = resolver.scale
+    hr = center_crop(load_sample(HOUSES), options.size, scale)
+    lr = np.asarray(bicubic_downscale(Image.fromarray(hr), scale))
+    folder = out / "geo_sr"
+    hr_transform = Affine.translation(*DEMO_ORIGIN) @ Affine.scale(DEMO_PIXEL_M, -DEMO_PIXEL_M)
+    folder.mkdir(parents=True, exist_ok=True)
+    tifs = {
+        "hr": write_geotiff(folder / "hr.tif", hr, hr_transform),
+        "lr": write_geotiff(folder / "lr.tif", lr, hr_transform @ Affine.scale(scale)),
+        "sr": folder / "sr.tif",
+    }
+    sr_tic = time.perf_counter()
+    resolver.upscale_file(tifs["lr"], tifs["sr"], progress=options.progress)
+    seconds_sr = time.perf_counter() - sr_tic
+    sr = read_rgb_uint8(tifs["sr"])
+    bicubic = np.asarray(bicubic_upscale(Image.fromarray(lr), scale))
+    nearest = np.repeat(np.repeat(lr, scale, axis=0), scale, axis=1)
+    comparison = comparison_strip([nearest, bicubic, sr, hr])
+    return StepReport(
+        "geo_sr",
+        f"Super-resolution of a georeferenced scene (GeoTIFF in and out, x{scale})",
+        settings={
+            "image": f"rsgen/samples/{HOUSES}",
+            "model": resolver.name,
+            "scale": scale,
+            "device": str(resolver.device),
+            "hr_size": [hr.shape[1], hr.shape[0]],
+            "lr_size": [lr.shape[1], lr.shape[0]],
+            "crs": DEMO_CRS,
+            "hr_pixel_m": DEMO_PIXEL_M,
+        },
+        scores={
+            "psnr_model": _db(psnr(sr, hr, crop_border=scale)),
+            "psnr_bicubic": _db(psnr(bicubic, hr, crop_border=scale)),
+            "sr_georeferencing": georeferencing(tifs["sr"]),
+            "sr_seconds": round(seconds_sr, 3),
+        },
+        seconds=time.perf_counter() - tic,
+        figures=[
+            _figure(out, save_image(comparison, folder / "comparison.png"), "LR | bicubic | DEGAN | HR"),
+            _figure(out, save_image(bicubic, folder / "bicubic.png"), "bicubic", sheet=False),
+            _figure(out, save_image(sr, folder / "sr.png"), resolver.name, sheet=False),
+        ],
+        files={key: path.relative_to(out).as_posix() for key, path in tifs.items()},
+    )
+
+
+def _figure(out: Path, path: Path, caption: str, role: str = "output", sheet: bool = True) -> Figure:
+    return Figure(path.relative_to(out).as_posix(), caption, role, sheet)
+
+
+def _db(value: float) -> float | None:
+    return round(float(value), 4) if np.isfinite(value) else None
+
+
+# ---------------------------------------------------------------------- the demo
+
+
+def run_demo(options: DemoOptions | None = None, log: Log | None = None) -> DemoResult:
+    """Run every step of the demo and write its files, ``index.html``, ``contact_sheet.png``
+    and ``demo.json`` into ``options.output_dir``; ``log`` gets one line per step."""
+    options = options or DemoOptions()
+    say = log or (lambda line: None)
+    start = time.perf_counter()
+    out = Path(options.output_dir)
+    resolver = SuperResolver.from_pretrained(
+        options.sr_model or f"degan-x{options.scale}", scale=options.scale, device=options.device
+    )
+    for name in (EDIT_EXAMPLE.sample, HOUSES):  # fail early if a sample is missing
+        sample_path(name)
+    pipe, why = load_text_to_image(options)
+    out.mkdir(parents=True, exist_ok=True)
+    steps = _t2i_steps(pipe, why, resolver, options, out, say)
+    example = EDIT_EXAMPLE
+    say(f"edit: {example.prompt!r} in ROI {list(example.roi)} of {example.sample} ({options.editor_model})")
+    steps.append(edit_step(options, out))
+    say(f"geo_sr: GeoTIFF super-resolution x{resolver.scale} of {HOUSES}")
+    steps.append(geo_sr_step(resolver, options, out))
+    result = DemoResult(str(out), str(resolver.device), torch.get_num_threads(), steps)
+    result.files = {"index": "index.html", "contact_sheet": "contact_sheet.png", "json": "demo.json"}
+    result.seconds_total = time.perf_counter() - start
+    say("writing index.html, contact_sheet.png and demo.json")
+    write_contact_sheet(result, out / "contact_sheet.png")
+    write_page(result, out / "index.html")
+    _write_json(result, out / "demo.json")
+    return result
+
+
+def _t2i_steps(
+    pipe: TextToImage | None,
+    why: str | None,
+    resolver: SuperResolver,
+    options: DemoOptions,
+    out: Path,
+    say: Log,
+) -> list[StepReport]:
+    """Steps 1 and 2, or both skipped with ``why``."""
+    titles = ("Text to image", f"Super-resolution of a generated scene (x{resolver.scale})")
+    if pipe is None:
+        say(f"note: text-to-image skipped: {why}")
+        return [StepReport("generate", titles[0], skipped=why), StepReport("upscale", titles[1], skipped=why)]
+    say(f"generate: {len(options.prompts)} prompts, seed {options.seed}")
+    generated, paths = generate_step(pipe, options, out)
+    say(f"upscale: {paths[0].name} x{resolver.scale}")
+    return [generated, upscale_step(resolver, paths[0], out)]
+
+
+def _write_json(result: DemoResult, path: Path) -> None:
+    with atomic_file(path) as tmp:
+        tmp.write_text(json.dumps(result.to_dict(), indent=2) + "\n")

@@ -47,6 +47,7 @@ from rsgen.models.loading import load_image_text_model
 from rsgen.models.single_image_denoiser import SingleImageDenoiser
 from rsgen.pipelines.base import Pipeline, as_rgb_array, read_model_index
 from rsgen.pipelines.paraphrase import ParaphraseResult, paraphrase
+from rsgen.shipped import WEIGHTS_DIR, resolve_model_path
 from rsgen.train.loop import CHECKPOINT_NAME, run_training
 from rsgen.train.tasks.single_image import PIPELINE_NAME, image_sha256
 
@@ -150,8 +151,9 @@ class Editor(Pipeline):
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path, **kwargs: Any) -> Editor:
-        """An ``editor`` folder (written by the ``single_image`` training task)."""
-        path = Path(name_or_path).expanduser()
+        """A shipped editor name (``editor-forest-256``) or an ``editor`` folder (written by the
+        ``single_image`` training task)."""
+        path = resolve_model_path(Path(name_or_path).expanduser())
         index = read_model_index(path / MODEL_INDEX_NAME) if (path / MODEL_INDEX_NAME).is_file() else {}
         stored = index.get("image", {}).get("sha256") if isinstance(index.get("image"), dict) else None
         return cls(**cls.load_components(path), trained_on=stored, **kwargs)
@@ -636,6 +638,22 @@ def training_run(
             Image.fromarray(array).save(tmp, format="PNG")
     config["data"]["image"] = str(image_path)
     return run_dir / "run", config
+
+
+def shipped_editor(image: np.ndarray) -> Path | None:
+    """The shipped ``editor`` folder trained on exactly this image (by pixel hash), if any: such
+    an image is edited without training."""
+    digest = image_sha256(image)
+    for index_path in sorted(WEIGHTS_DIR.glob(f"*/{MODEL_INDEX_NAME}")):
+        index = read_model_index(index_path)
+        stored = index.get("image")
+        if (
+            index.get("pipeline") == PIPELINE_NAME
+            and isinstance(stored, dict)
+            and stored.get("sha256") == digest
+        ):
+            return index_path.parent
+    return None
 
 
 def trained_model(run_dir: Path) -> Path | None:

@@ -31,6 +31,12 @@ DEFAULT_MODEL = "degan-x4"
 # Default HR tile side: 4096 bottleneck tokens. Measured on 2 CPU cores (degan-cpu, x4), a
 # 64 px LR tile is ~6x faster per image than a 128 px one, whose attention dominates.
 HR_TILE = 256
+#: Outputs larger than this (2 gigapixels: an 11,000 px square scene at x4) are refused unless
+#: the limit is raised: a huge, sparse GeoTIFF is small on disk and would run for days.
+MAX_OUTPUT_PIXELS = 2_000_000_000
+#: The throughput the refusal's time estimate assumes: what x4 on 2 CPU cores reached end to end
+#: (overlap, blending and I/O included; benchmarks/results-2026-12-04.md).
+ESTIMATE_FLOPS = 50e9
 GENERATOR_NAME = "degan_generator"
 
 
@@ -51,6 +57,8 @@ class SuperResolver(Pipeline):
             benchmarks/); without them it is emulated and far slower.
         name: shown in evaluation tables and JSON.
         progress: show progress bars for files and folders (default of their ``progress``).
+        max_output_pixels: files whose output would be larger are refused before any work
+            (RsgenError with a time estimate); None: no limit.
     """
 
     pipeline_name = "super_resolution"
@@ -67,8 +75,10 @@ class SuperResolver(Pipeline):
         bf16: bool = False,
         name: str = "custom",
         progress: bool = True,
+        max_output_pixels: int | None = MAX_OUTPUT_PIXELS,
     ) -> None:
         super().__init__(device, bf16, progress)
+        self.max_output_pixels = max_output_pixels
         self.generator = self.place(generator.float())
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         if channels_last:
@@ -120,6 +130,7 @@ class SuperResolver(Pipeline):
 
     def upscale_file(self, src: str | Path, dst: str | Path, progress: bool | None = None) -> RasterInfo:
         """Super-resolve one raster file (GeoTIFF keeps its georeferencing), atomically."""
+        self.check_work(src, read_raster_info(src))
         return upscale_raster(
             src,
             dst,
@@ -130,6 +141,29 @@ class SuperResolver(Pipeline):
             batch_size=self.batch_size,
             progress=self.progress if progress is None else progress,
         )
+
+    def check_work(self, path: str | Path, info: RasterInfo) -> None:
+        """RsgenError (naming ``path``, with a rough time estimate) when the output of ``info``
+        would exceed :attr:`max_output_pixels`."""
+        width, height = info.width * self.scale, info.height * self.scale
+        if self.max_output_pixels is None or width * height <= self.max_output_pixels:
+            return
+        seconds = width * height * self.macs_per_output_pixel() * 2 / ESTIMATE_FLOPS
+        duration = f"{seconds / 3600:,.0f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min"
+        raise RsgenError(
+            f"the x{self.scale} output would be {width}x{height} px ({_pixels(width * height)}, roughly "
+            f"{duration} at {ESTIMATE_FLOPS / 1e9:.0f} GFLOP/s); crop the scene, or raise the limit of "
+            f"{_pixels(self.max_output_pixels)} (--max-output, in gigapixels)",
+            path,
+        )
+
+    def macs_per_output_pixel(self) -> float:
+        """Multiply-accumulates of the generator per output pixel, on one tile (overlap excluded)."""
+        from rsgen.models.profile import count_macs
+
+        side = self.tile
+        tile = torch.zeros(1, 3, side, side, device=self.device)
+        return count_macs(self.generator, tile) / (side * self.scale) ** 2
 
     def upscale_folder(
         self,
@@ -153,7 +187,7 @@ class SuperResolver(Pipeline):
         """
         jobs = plan_folder(src, dst_dir, suffix, rank, world_size)
         if check_first:
-            check_jobs(jobs, self.scale)
+            check_jobs(jobs, self.scale, self.check_work)
         written = []
         for path, out in jobs:
             info = self.upscale_file(path, out, progress=progress)
@@ -163,12 +197,25 @@ class SuperResolver(Pipeline):
         return written
 
 
-def check_jobs(jobs: list[tuple[Path, Path]], scale: int, shown: int = 3) -> None:
-    """Open every input and check its output's format; one RsgenError naming every problem."""
+def _pixels(count: int) -> str:
+    return f"{count / 1e9:.1f} gigapixels" if count >= 100_000_000 else f"{count / 1e6:.2f} megapixels"
+
+
+def check_jobs(
+    jobs: list[tuple[Path, Path]],
+    scale: int,
+    check_work: Callable[[Path, RasterInfo], None] | None = None,
+    shown: int = 3,
+) -> None:
+    """Open every input, check its output's format and (with ``check_work``) its size; one
+    RsgenError naming every problem."""
     problems = []
     for path, out in jobs:
         try:
-            check_output(out, scaled_spec(read_raster_info(path), {}, scale))
+            info = read_raster_info(path)
+            if check_work is not None:
+                check_work(path, info)
+            check_output(out, scaled_spec(info, {}, scale))
         except RsgenError as exc:
             problems.append(str(exc))
     if len(problems) == 1:
