@@ -1,4 +1,4 @@
-"""The ``rsgen`` command line: every command, JSON output, usage errors and the demo.
+"""The ``rsgen`` command line: every command, JSON output and usage errors (the demo: test_demo.py).
 
 Commands run in-process through the console entry point (:func:`tests.conftest.run_cli`); one
 test runs ``python -m rsgen`` in a fresh interpreter (:func:`tests.conftest.run_cli_process`).
@@ -172,47 +172,6 @@ def test_builtin_default_model(png: Path, tmp_path: Path) -> None:
     report = invoke_json("sr", png, "-o", tmp_path / "x4.png", "-q")
     assert report["model"] == "degan-x4"
     assert (report["results"][0]["width"], report["results"][0]["height"]) == (64, 48)
-
-
-def write_scenes(root: Path) -> Path:
-    (root / "scenes").mkdir(parents=True)
-    for name, seed in (("a_field.png", 1), ("b_town.jpg", 2)):
-        Image.fromarray(textured_image((40, 44), seed=seed)).save(root / "scenes" / name)
-    return root
-
-
-def test_demo_on_a_scene(tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("RSGEN_DATA", str(write_scenes(tmp_path / "data")))
-    out = tmp_path / "demo"
-    report = invoke_json("demo", "--model", tiny_model_dir, "--scale", "2", "-o", out)
-    assert report["source"].endswith("a_field.png") and report["note"] is None
-    assert report["hr_size"] == [44, 40] and report["lr_size"] == [22, 20]
-    assert report["model"] == "tiny-x2" and report["scale"] == 2
-    assert isinstance(report["psnr_model"], float) and 10 < report["psnr_bicubic"] < 60
-    assert report["seconds_total"] >= report["seconds_sr"] > 0
-    geo = report["sr_georeferencing"]
-    assert geo["crs"] == "EPSG:32633" and geo["pixel_size"] == pytest.approx([0.6, 0.6])
-    assert (geo["width"], geo["height"]) == (44, 40)
-    names = {"hr.tif", "lr.tif", "sr.tif", "bicubic.png", "sr.png", "comparison.png"}
-    assert {p.name for p in out.iterdir()} == names
-    with rasterio.open(out / "lr.tif") as lr, rasterio.open(out / "sr.tif") as sr:
-        assert lr.crs == sr.crs and lr.res == pytest.approx((1.2, 1.2))
-        assert sr.res == pytest.approx((lr.res[0] / 2, lr.res[1] / 2))
-        assert lr.bounds == pytest.approx(sr.bounds)
-    with Image.open(out / "comparison.png") as image:
-        assert image.width >= 4 * 44 and image.height >= 40
-
-
-def test_demo_falls_back_to_astronaut(
-    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("RSGEN_DATA", str(tmp_path / "no-data"))
-    out = tmp_path / "demo"
-    result = invoke("demo", "--model", tiny_model_dir, "--scale", "2", "-o", out, "--size", "32")
-    assert "no aerial sample found" in result.stderr and "astronaut" in result.stderr
-    assert "PSNR" in result.stdout and "bicubic" in result.stdout and "EPSG:32633" in result.stdout
-    with Image.open(out / "sr.png") as image:
-        assert image.size == (32, 32)
 
 
 @pytest.mark.slow
