@@ -196,13 +196,22 @@ def test_demo_without_a_text_to_image_model_notes_it_and_runs_the_rest(
     out = tmp_path / "demo"
     result = run_demo_cli(out, tiny_models).ok()
     report = result.json()
-    assert "note: text-to-image skipped: no trained text-to-image model is shipped" in result.stderr
+    assert "note: text-to-image skipped: no text-to-image model is shipped" in result.stderr
+    assert "--t2i-model DIR" in result.stderr
     assert [s["skipped"] is not None for s in report["steps"]] == [True, True, False, False]
-    assert len(report["notes"]) == 2 and "no trained text-to-image model" in report["notes"][0]
+    (note,) = report["notes"]
+    assert note.startswith("Text to image and Super-resolution") and "rsvq-cpu" in note
     page = (out / "index.html").read_text()
-    assert page.count('class="note"') >= 2 and "Skipped: no trained text-to-image model" in page
+    assert page.count('class="note"') == 3 and "Skipped: no text-to-image model is shipped" in page
     assert not (out / "generate").exists() and (out / "geo_sr" / "sr.tif").is_file()
     assert (out / "contact_sheet.png").is_file()
+
+
+def test_demo_with_a_missing_editor_fails_before_writing(tiny_models: dict[str, Path], tmp_path):
+    out = tmp_path / "demo"
+    result = run_cli("demo", "-o", out, "--model", tiny_models["sr"], "-s", "2", "--editor-model", "nope")
+    assert result.code == 1 and "nope: no such model folder or built-in model" in result.error_line()
+    assert not out.exists()
 
 
 def test_demo_with_a_missing_t2i_model_fails_in_one_line(

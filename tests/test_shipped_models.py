@@ -18,7 +18,7 @@ from rsgen.io import list_images, read_rgb_uint8
 from rsgen.metrics import evaluate_sr
 from rsgen.models.loading import load_image_text_model, model_class
 from rsgen.models.scene_classifier import SceneClassifier
-from rsgen.pipelines import SuperResolver
+from rsgen.pipelines import Editor, SuperResolver
 from rsgen.shipped import WEIGHTS_DIR, available_models
 from tests.conftest import needs_shared
 
@@ -34,7 +34,7 @@ LOADERS: dict[str, Callable[[str, dict[str, Any]], torch.nn.Module]] = {
     "scene_classifier": lambda name, config: SceneClassifier.from_pretrained(name),
 }
 # How users load a shipped pipeline folder (model_index.json), by its pipeline name.
-PIPELINES = {"super_resolution": SuperResolver}
+PIPELINES = {"super_resolution": SuperResolver, "editor": Editor}
 
 
 @pytest.fixture

@@ -27,6 +27,7 @@ import torch
 import yaml
 from PIL import Image
 
+from rsgen.data.samples import FOREST, HOUSES, sample_path
 from rsgen.errors import RsgenError
 from rsgen.models import DEGANGenerator
 from rsgen.web import jobs
@@ -169,6 +170,20 @@ def test_edit_trains_once_then_uses_the_sessions_cache(store, tmp_path):
     assert second.report["model"] == "cached" and second.prompts == ["a fire"]
     with pytest.raises(RsgenError, match="prompt is empty"):
         jobs.edit(store, tmp_path / "c", source, " ", cache=cache)
+
+
+def test_a_shipped_sample_is_copied_and_edited_with_its_shipped_model(store, tmp_path):
+    forest = jobs.copy_sample(FOREST, tmp_path / "session")
+    assert forest == tmp_path / "session" / "samples" / FOREST
+    assert forest.read_bytes() == sample_path(FOREST).read_bytes()
+    example = jobs.edit_example(FOREST)
+    assert example is not None and jobs.edit_example(HOUSES) is None
+    job, prompt, roi, cache = tmp_path / "job", example.prompt, example.roi, tmp_path / "cache"
+    out = jobs.edit(store, job, forest, prompt, roi, ensemble=False, seed=0, steps=1, cache=cache)
+    assert out.report["model"] == "shipped (editor-forest-256)" and out.report["seconds"]["train"] < 30
+    assert not cache.exists()  # nothing trained
+    with pytest.raises(RsgenError, match="no such sample image"):
+        jobs.copy_sample("../pyproject.toml", tmp_path)
 
 
 def test_a_large_scene_needs_an_roi_and_is_edited_in_a_window(store, tmp_path):
@@ -429,6 +444,26 @@ def test_every_tab_in_chromium(page, server, tmp_path):
     assert "a fire in the forest" in page.locator("#edit-prompts textarea").input_value()
     assert _download(page, "#edit-files a[download]", tmp_path).stat().st_size > 0
     _screenshot(page, "edit")
+
+
+@pytest.mark.slow
+def test_shipped_samples_load_in_chromium(page, tmp_path):
+    """The sample buttons: a scene to super-resolve, and the forest with its prompt and ROI."""
+    page.get_by_role("tab", name="Super-resolve").click()
+    page.locator("#sr-sample-0").click()
+    page.get_by_text(f"{HOUSES}: 256x256 px").first.wait_for()
+    page.get_by_role("radio", name="2").check()
+    page.get_by_role("button", name="Super-resolve", exact=True).click()
+    page.locator("#sr-slider img").first.wait_for(state="visible", timeout=120_000)
+    with Image.open(_download(page, "#sr-file a[download]", tmp_path)) as result:
+        assert result.size == (512, 512)
+    page.get_by_role("tab", name="Edit").click()
+    page.locator("#edit-sample-0").click()
+    page.get_by_text(f"{FOREST}: 256x256 px").first.wait_for()
+    page.locator("#edit-roi-image img").first.wait_for(state="visible")
+    assert page.locator("#edit-prompt textarea").input_value() == "a fire in the forest"
+    roi = [page.locator(f"#edit-roi-{n} input").input_value() for n in "xywh"]
+    assert roi == ["64", "64", "128", "128"]
 
 
 @pytest.mark.slow

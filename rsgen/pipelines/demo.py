@@ -38,6 +38,7 @@ from rsgen.errors import RsgenError
 from rsgen.files import atomic_file
 from rsgen.io import read_raster_info, read_rgb_uint8, write_rgb_uint8
 from rsgen.metrics import psnr
+from rsgen.pipelines import text_to_image
 from rsgen.pipelines.demo_report import (
     DemoResult,
     Figure,
@@ -186,7 +187,10 @@ def load_text_to_image(options: DemoOptions) -> tuple[TextToImage | None, str | 
     except RsgenError as exc:
         if options.t2i_model is not None:
             raise
-        return None, str(exc)
+        hint = "pass a pipeline folder with --t2i-model DIR"
+        if not (text_to_image.WEIGHTS_DIR / DEFAULT_MODEL).is_dir():
+            return None, f"no text-to-image model is shipped in this install yet ({DEFAULT_MODEL}); {hint}"
+        return None, f"the shipped {DEFAULT_MODEL} did not load ({exc}); {hint}"
     return pipe, None
 
 
@@ -247,14 +251,19 @@ def upscale_step(resolver: SuperResolver, source: Path, out: Path) -> StepReport
     )
 
 
-def edit_step(options: DemoOptions, out: Path) -> StepReport:
+def load_editor(options: DemoOptions) -> Editor:
+    """The editor of the forest sample (RsgenError if it was trained on another image)."""
+    image = load_sample(EDIT_EXAMPLE.sample)
+    return Editor.from_pretrained(
+        options.editor_model, image=image, device=options.device, progress=options.progress
+    )
+
+
+def edit_step(editor: Editor, options: DemoOptions, out: Path) -> StepReport:
     """Step 3: the forest sample edited inside the ROI with the shipped editor, CLIP-scored."""
     tic = time.perf_counter()
     example = EDIT_EXAMPLE
     image = load_sample(example.sample)
-    editor = Editor.from_pretrained(
-        options.editor_model, image=image, device=options.device, progress=options.progress
-    )
     result = editor.edit(example.prompt, roi=example.roi, seed=options.seed, settings=options.edit_settings)
     edited = np.asarray(result.image)
     scores = prompt_scores(
@@ -263,7 +272,7 @@ def edit_step(options: DemoOptions, out: Path) -> StepReport:
     assert result.changed is not None
     folder = out / "edit"
     figures = [
-        _figure(out, save_image(image, folder / example.sample), "input (shipped sample)", "input"),
+        _figure(out, save_image(image, folder / example.sample), f"shipped sample {example.sample}", "input"),
         _figure(out, save_image(outline(image, example.roi), folder / "roi.png"), "ROI", "input"),
         _figure(out, save_image(edited, folder / "edited.png"), f"edited: {example.prompt}"),
         _figure(
@@ -365,14 +374,14 @@ def run_demo(options: DemoOptions | None = None, log: Log | None = None) -> Demo
     resolver = SuperResolver.from_pretrained(
         options.sr_model or f"degan-x{options.scale}", scale=options.scale, device=options.device
     )
-    for name in (EDIT_EXAMPLE.sample, HOUSES):  # fail early if a sample is missing
-        sample_path(name)
+    sample_path(HOUSES)  # every model and sample is checked before anything is written
+    editor = load_editor(options)
     pipe, why = load_text_to_image(options)
     out.mkdir(parents=True, exist_ok=True)
     steps = _t2i_steps(pipe, why, resolver, options, out, say)
     example = EDIT_EXAMPLE
     say(f"edit: {example.prompt!r} in ROI {list(example.roi)} of {example.sample} ({options.editor_model})")
-    steps.append(edit_step(options, out))
+    steps.append(edit_step(editor, options, out))
     say(f"geo_sr: GeoTIFF super-resolution x{resolver.scale} of {HOUSES}")
     steps.append(geo_sr_step(resolver, options, out))
     result = DemoResult(str(out), str(resolver.device), torch.get_num_threads(), steps)

@@ -93,8 +93,12 @@ class DemoResult:
 
     @property
     def notes(self) -> list[str]:
-        """One line per skipped step."""
-        return [f"{s.title} skipped: {s.skipped}" for s in self.steps if s.skipped]
+        """One line per reason that steps were skipped for, naming those steps."""
+        reasons: dict[str, list[str]] = {}
+        for step in self.steps:
+            if step.skipped:
+                reasons.setdefault(step.skipped, []).append(step.title)
+        return [f"{' and '.join(titles)} skipped: {reason}" for reason, titles in reasons.items()]
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready values (seconds rounded to 3 decimals)."""

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 import gradio as gr
 
+from rsgen.data.samples import EDIT_EXAMPLES, HOUSES, STORAGE_TANKS, EditExample
 from rsgen.errors import RsgenError
 from rsgen.web import jobs
 from rsgen.web.jobs import MAX_IMAGES, ModelStore, WebOptions
@@ -33,6 +34,8 @@ HEAVY = "heavy"
 """The concurrency group of every heavy job (generation, super-resolution, editing)."""
 MAX_FILE_SIZE = "50mb"
 IMAGE_TYPES = [".png", ".jpg", ".jpeg", ".tif", ".tiff"]
+SR_SAMPLES = (HOUSES, STORAGE_TANKS)
+"""Shipped samples offered on the Super-resolve tab (the Edit tab offers EDIT_EXAMPLES)."""
 
 
 class JobCancelled(Exception):
@@ -325,11 +328,30 @@ def _upload_summary(runner: _Jobs, request: gr.Request, path: str | None) -> str
     return f"{Path(path).name}: {info.width}x{info.height} px, {info.count} band(s) {info.dtype}, {geo}"
 
 
+def _sample_buttons(tab: str, labels: list[str] | tuple[str, ...]) -> list[gr.Button]:
+    """A row of small buttons that load the package's own sample images."""
+    with gr.Row(equal_height=True):
+        gr.Markdown("Or try a shipped sample:")
+        return [gr.Button(label, size="sm", elem_id=f"{tab}-sample-{i}") for i, label in enumerate(labels)]
+
+
+def _sample_loader(runner: _Jobs, name: str) -> Callable[[gr.Request], tuple[str, str]]:
+    """The handler that puts a copy of sample ``name`` in the session's folder, as an upload."""
+
+    def load(request: gr.Request) -> tuple[str, str]:
+        folder = runner.guard(lambda: runner.files.folder(request.session_hash or ""))
+        path = str(runner.guard(lambda: jobs.copy_sample(name, folder)))
+        return path, _upload_summary(runner, request, path)
+
+    return load
+
+
 def _sr_tab(runner: _Jobs, heavy_jobs: int) -> None:
     upload = gr.File(
         label="Image: PNG, JPEG or GeoTIFF", file_types=IMAGE_TYPES, type="filepath", elem_id="sr-upload"
     )
     summary = gr.Markdown(elem_id="sr-summary")
+    samples = _sample_buttons("sr", SR_SAMPLES)
     with gr.Row():
         scales = sorted(runner.store.options.sr_models)
         scale = gr.Radio(scales, value=scales[-1], label="Scale")
@@ -343,6 +365,8 @@ def _sr_tab(runner: _Jobs, heavy_jobs: int) -> None:
         return _upload_summary(runner, request, path)
 
     upload.upload(check, [upload], [summary], **_light())
+    for button, name in zip(samples, SR_SAMPLES, strict=True):
+        button.click(_sample_loader(runner, name), None, [upload, summary], **_light())
 
     def super_resolve(
         path: str | None,
@@ -371,12 +395,14 @@ def _edit_tab(runner: _Jobs, heavy_jobs: int) -> None:
     gr.Markdown(
         "Upload a scene, then click two opposite corners of the region to edit on it (or type "
         "x, y, w, h in image pixels; w or h 0: the whole image). The scene's own small model "
-        "trains first (minutes; kept for this session, so later edits of the same image skip it)."
+        "trains first (minutes; kept for this session, so later edits of the same image skip it). "
+        "The shipped forest sample has its model already."
     )
     upload = gr.File(
         label="Scene: PNG, JPEG or GeoTIFF", file_types=IMAGE_TYPES, type="filepath", elem_id="edit-upload"
     )
     summary = gr.Markdown(elem_id="edit-summary")
+    examples = _sample_buttons("edit", [f"{e.sample}: {e.prompt}" for e in EDIT_EXAMPLES])
     corner = gr.State(None)
     with gr.Row():
         with gr.Column(scale=2):
@@ -448,6 +474,21 @@ def _edit_tab(runner: _Jobs, heavy_jobs: int) -> None:
     gr.on(
         [prompt.blur, prompt.submit, ensemble.change], show_prompts, [prompt, ensemble], [prompts], **_light()
     )
+
+    def example_loader(example: EditExample) -> Callable[..., tuple[Any, ...]]:
+        load = _sample_loader(runner, example.sample)
+
+        def use(request: gr.Request) -> tuple[Any, ...]:
+            path, text = load(request)
+            x, y, w, h = example.roi
+            return path, text, show_roi(path, x, y, w, h, request), x, y, w, h, None, example.prompt
+
+        return use
+
+    for button, example in zip(examples, EDIT_EXAMPLES, strict=True):
+        button.click(
+            example_loader(example), None, [upload, summary, picture, *fields, corner, prompt], **_light()
+        ).then(show_prompts, [prompt, ensemble], [prompts], **_light())
 
     def run_edit(
         path: str | None,

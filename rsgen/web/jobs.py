@@ -11,6 +11,7 @@ import json
 import math
 import re
 import secrets
+import shutil
 import threading
 import time
 import warnings
@@ -22,6 +23,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from rsgen.data.samples import EDIT_EXAMPLES, EditExample, sample_path
 from rsgen.errors import RsgenError
 from rsgen.files import atomic_file
 from rsgen.io.read import RasterInfo, open_raster, read_raster_info
@@ -35,6 +37,7 @@ from rsgen.pipelines.editor import (
     check_settings,
     prompt_scores,
     scoring_models,
+    shipped_editor,
     trained_model,
     training_run,
 )
@@ -178,6 +181,22 @@ def save_png(image: Image.Image | np.ndarray, path: Path) -> Path:
     with atomic_file(path) as tmp:
         picture.save(tmp, format="PNG")
     return path
+
+
+def copy_sample(name: str, folder: Path) -> Path:
+    """A copy of the shipped sample image ``name`` in ``folder`` (a session's), as if uploaded."""
+    source = sample_path(name)
+    target = folder / "samples" / name
+    if not target.is_file():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_file(target) as tmp:
+            shutil.copyfile(source, tmp)
+    return target
+
+
+def edit_example(name: str) -> EditExample | None:
+    """The prompt and ROI that suit the shipped sample ``name``, if it has them."""
+    return next((example for example in EDIT_EXAMPLES if example.sample == name), None)
 
 
 def output_name(upload: str | Path, tag: str) -> str:
@@ -350,9 +369,10 @@ def edit(
     steps: int = 8,
     cache: Path | None = None,
 ) -> EditOutput:
-    """Train (or load from ``cache``) the scene's single-image model, edit it toward ``prompt``
-    inside ``roi`` (everywhere when None), and write the edited scene (same format, a GeoTIFF
-    keeps its georeferencing), the before/after pair and a JSON sidecar, as ``rsgen edit``."""
+    """Train (or load from ``cache``; a shipped sample uses its shipped model) the scene's
+    single-image model, edit it toward ``prompt`` inside ``roi`` (everywhere when None), and
+    write the edited scene (same format, a GeoTIFF keeps its georeferencing), the before/after
+    pair and a JSON sidecar, as ``rsgen edit``."""
     if not (prompt or "").strip():
         raise RsgenError("the prompt is empty")
     settings = EditSettings(strength=float(strength), ensemble=bool(ensemble), steps=int(steps))
@@ -360,17 +380,8 @@ def edit(
     scene = SceneWindow.open(upload, roi, limit=store.options.edit_window, region_hint="by drawing an ROI")
     options = store.options
     cache = options.edit_cache if options.edit_cache is not None else cache
-    run_dir, _ = training_run(scene.rgb, options.edit_train_steps, options.edit_train_config, cache)
-    was_cached = trained_model(run_dir) is not None
     tic = time.perf_counter()
-    editor = Editor.fit(
-        scene.rgb,
-        steps=options.edit_train_steps,
-        config=options.edit_train_config,
-        cache=cache,
-        device=options.device,
-        guide=store.guide(),
-    )
+    editor, model = _editor_for(store, scene.rgb, cache)
     train_seconds, tic = time.perf_counter() - tic, time.perf_counter()
     result = editor.edit(prompt, roi=scene.roi, seed=_seed(seed), settings=settings)
     scores = prompt_scores(
@@ -391,7 +402,7 @@ def edit(
         "seed": result.seed,
         "settings": result.settings,
         "scores": scores,
-        "model": "cached" if was_cached else f"trained ({options.edit_train_config})",
+        "model": model,
         "seconds": {"train": round(train_seconds, 1), "edit": round(time.perf_counter() - tic, 1)},
         "files": [output.name, pair.name],
     }
@@ -406,6 +417,27 @@ def edit(
         report,
         notes,
     )
+
+
+def _editor_for(store: ModelStore, rgb: np.ndarray, cache: Path | None) -> tuple[Editor, str]:
+    """The editor of the scene ``rgb`` and where it came from: the shipped one trained on
+    exactly this image (a shipped sample), else trained now or loaded from ``cache``."""
+    options = store.options
+    shipped = shipped_editor(rgb)
+    if shipped is not None:
+        editor = Editor.from_pretrained(shipped, image=rgb, device=options.device, guide=store.guide())
+        return editor, f"shipped ({shipped.name})"
+    run_dir, _ = training_run(rgb, options.edit_train_steps, options.edit_train_config, cache)
+    was_cached = trained_model(run_dir) is not None
+    editor = Editor.fit(
+        rgb,
+        steps=options.edit_train_steps,
+        config=options.edit_train_config,
+        cache=cache,
+        device=options.device,
+        guide=store.guide(),
+    )
+    return editor, "cached" if was_cached else f"trained ({options.edit_train_config})"
 
 
 def _seed(seed: int | None) -> int:
