@@ -106,7 +106,7 @@ def test_long_prompt_warns_and_runs(pipe):
     assert len(result.images) == 1
 
 
-def test_folder_round_trip_and_mismatch(pipe, model_dir):
+def test_folder_round_trip_and_mismatch(pipe, model_dir, monkeypatch):
     index = json.loads((model_dir / "model_index.json").read_text())
     assert index == {
         "pipeline": "text_to_image",
@@ -122,6 +122,7 @@ def test_folder_round_trip_and_mismatch(pipe, model_dir):
     assert a.images[0].size == b.images[0].size  # fp16 storage may move a token: sizes, not pixels
     with pytest.raises(RsgenError, match="codebook size"):
         tiny_pipeline(codebook=32)
+    monkeypatch.setattr("rsgen.pipelines.text_to_image.WEIGHTS_DIR", model_dir / "no-weights")
     with pytest.raises(RsgenError, match="no trained text-to-image model is shipped yet"):
         TextToImage.from_pretrained()
 
@@ -219,7 +220,10 @@ def test_cli_long_prompt_is_one_warning_line(model_dir, tmp_path):
         (["a river", "--upscale-model", "SR"], "--upscale-model needs --upscale"),
     ],
 )
-def test_cli_bad_input_is_one_line_and_writes_nothing(model_dir, tiny_model_dir, tmp_path, args, message):
+def test_cli_bad_input_is_one_line_and_writes_nothing(
+    model_dir, tiny_model_dir, tmp_path, monkeypatch, args, message
+):
+    monkeypatch.setattr("rsgen.pipelines.text_to_image.WEIGHTS_DIR", tmp_path / "no-weights")
     files = {
         "PROMPTS": tmp_path / "p.txt",
         "EMPTY": tmp_path / "empty.txt",

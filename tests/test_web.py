@@ -97,13 +97,14 @@ def test_generate_writes_images_and_a_sidecar_that_reproduces_them(store, tmp_pa
     assert small.shape[1] * 2 == first.width  # the x2 upscale doubled the size
 
 
-def test_generate_refuses_bad_settings_and_a_missing_model(store, tmp_path):
+def test_generate_refuses_bad_settings_and_a_missing_model(store, tmp_path, monkeypatch):
     with pytest.raises(RsgenError, match="prompt must be non-empty"):
         jobs.generate(store, tmp_path, "  ", steps=2)
     with pytest.raises(RsgenError, match="steps must be in 1..10"):
         jobs.generate(store, tmp_path, "a river", steps=99)
     with pytest.raises(RsgenError, match="at most 8 images"):
         jobs.generate(store, tmp_path, "a river", num_images=9, steps=2)
+    monkeypatch.setattr("rsgen.pipelines.text_to_image.WEIGHTS_DIR", tmp_path.parent / "no-weights")
     missing = ModelStore(WebOptions(t2i_model="rsvq-cpu"))
     with pytest.raises(RsgenError, match="no trained text-to-image model is shipped"):
         missing.text_to_image_steps()
