@@ -16,8 +16,9 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -238,6 +239,42 @@ def test_a_cancelled_jobs_progress_stops_it():
     assert user_message(ValueError("bad\nvalue")) == "ValueError: bad value"
 
 
+@pytest.mark.skipif(not HAVE_GRADIO, reason="gradio is not installed (pip install 'rsgen[web]')")
+def test_a_cancelled_job_stops_even_when_the_next_one_starts_before_its_next_tick(tmp_path):
+    """Cancel, then Run again at once: the new job must not un-cancel the old one, still
+    between two progress ticks (a slow training or sampling step)."""
+    import gradio as gr
+
+    from rsgen.web.app import _Jobs
+
+    runner, request = _Jobs(SessionFiles(tmp_path / "root"), None), gr.Request()
+    request.session_hash = "abc"  # type: ignore[misc]
+    started, tick, outcome = threading.Event(), threading.Event(), []
+
+    def slow(job: Path) -> str:
+        started.set()
+        tick.wait(10)  # a long step: the user cancels and runs again meanwhile
+        progress.update(1)
+        return "finished"
+
+    def first() -> None:
+        try:
+            outcome.append(runner.run(request, "sr", progress, slow))
+        except gr.Error as exc:
+            outcome.append(exc.message)
+
+    progress = gr.Progress()
+    worker = threading.Thread(target=first)
+    worker.start()
+    assert started.wait(10)
+    runner.files.cancel("abc", "sr")  # Cancel
+    assert runner.run(request, "sr", gr.Progress(), lambda job: "second") == "second"  # Run again
+    tick.set()
+    worker.join(10)
+    assert outcome == ["cancelled"]
+    assert [p.name[:3] for p in (tmp_path / "root" / "sessions" / "abc").iterdir()] == ["sr-"]
+
+
 # ---------------------------------------------------------------------- the command
 
 
@@ -342,17 +379,24 @@ def browser(server: dict) -> Iterator:
             chromium.close()
 
 
-@pytest.fixture
-def page(browser, server: dict) -> Iterator:
+@contextlib.contextmanager
+def _open_page(browser, url: str) -> Iterator:
+    """The app in a new browser context (its own cookies, so its own session); closed after."""
     context = browser.new_context(accept_downloads=True, viewport={"width": 1280, "height": 1100})
     tab = context.new_page()
     tab.set_default_timeout(60_000)
-    tab.goto(server["url"])
+    tab.goto(url)
     tab.get_by_role("tab", name="Generate").wait_for()
     try:
         yield tab
     finally:
         context.close()
+
+
+@pytest.fixture
+def page(browser, server: dict) -> Iterator:
+    with _open_page(browser, server["url"]) as tab:
+        yield tab
 
 
 def _screenshot(page, name: str) -> None:
@@ -465,6 +509,121 @@ def test_shipped_samples_load_in_chromium(page, tmp_path):
     assert page.locator("#edit-prompt textarea").input_value() == "a fire in the forest"
     roi = [page.locator(f"#edit-roi-{n} input").input_value() for n in "xywh"]
     assert roi == ["64", "64", "128", "128"]
+
+
+def _web_root(server: dict) -> Path:
+    """The server's one ``rsgen-web-*`` temp folder."""
+    (root,) = server["tmp"].glob("rsgen-web-*")
+    return root
+
+
+def _wait_until(check: Callable[[], object], what: str, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, f"{what}: not within {seconds} s"
+        time.sleep(0.25)
+
+
+def _served_file(page, link_selector: str, root: Path) -> Path:
+    """The server file behind a download link (its ``/file=<path>`` URL), relative to ``root``."""
+    href = page.locator(link_selector).first.get_attribute("href") or ""
+    path = Path(urllib.parse.unquote(urllib.parse.urlparse(href).path).split("file=", 1)[-1])
+    assert path.is_relative_to(root), href
+    return path.relative_to(root)
+
+
+def _grid(side: int) -> np.ndarray:
+    """A ``side`` px RGB pattern that PNG compresses to a few tens of KB (under the upload limit)."""
+    y, x = np.mgrid[0:side, 0:side]
+    return np.stack([(x // 6) % 256, (y // 6) % 256, ((x + y) // 12) % 256], -1).astype(np.uint8)
+
+
+@pytest.mark.slow
+def test_cancel_stops_the_job_and_the_next_request_works(page, server, tmp_path):
+    """Cancel midway through a long super-resolution (8649 tiles of 32 px): the page says
+    cancelled, the worker stops (its job folder and partial output are deleted, no output ever
+    appears), and the next request in the same page works."""
+    root = _web_root(server)
+    big = tmp_path / "wide.png"
+    Image.fromarray(_grid(1500)).save(big)
+    page.get_by_role("tab", name="Super-resolve").click()
+    page.locator("#sr-upload input[type=file]").set_input_files(str(big))
+    page.get_by_text("wide.png: 1500x1500 px").first.wait_for()
+    page.get_by_role("radio", name="2").check()
+    page.get_by_label("Tile (input px)").click()
+    page.get_by_role("option", name="32", exact=True).click()
+    before = set(root.glob("sessions/*/sr-*"))
+    page.get_by_role("button", name="Super-resolve", exact=True).click()
+    page.locator("#sr-slider .progress-text").filter(has_text="tile").wait_for(timeout=60_000)
+    (job,) = set(root.glob("sessions/*/sr-*")) - before  # this request's folder, while it runs
+    assert all(p.name.endswith(".tmp") for p in job.iterdir()), list(job.iterdir())  # partial only
+    page.get_by_role("button", name="Cancel").first.click()
+    _expect_error(page, "cancelled")
+    _wait_until(lambda: not job.exists(), f"the worker stops and deletes {job}")  # at its next tile
+    toasts = page.locator(".toast-body").all_inner_texts()
+    assert not any("Error" in text for text in toasts), toasts  # a message, not a failure
+    time.sleep(2)
+    assert not list(root.rglob("wide_x2*")) and not list(root.rglob(".wide_x2*"))
+    assert page.locator("#sr-slider img").count() == 0 and page.locator("#sr-file a[download]").count() == 0
+    _close_toasts(page)
+
+    page.locator("#sr-sample-0").click()  # the next request, in the same page and session
+    page.get_by_text(f"{HOUSES}: 256x256 px").first.wait_for()
+    page.get_by_role("button", name="Super-resolve", exact=True).click()
+    page.locator("#sr-slider img").first.wait_for(state="visible", timeout=120_000)
+    with Image.open(_download(page, "#sr-file a[download]", tmp_path)) as result:
+        assert result.size == (512, 512)
+    served = _served_file(page, "#sr-file a[download]", root)
+    assert served.parts[:2] == job.relative_to(root).parts[:2]  # sessions/<this session>
+    assert [p.name for p in (root / served.parent.parent).glob("sr-*")] == [served.parent.name]
+    assert not list(root.rglob("wide_x2*"))
+
+
+@pytest.mark.slow
+def test_two_users_at_once_keep_their_own_files(browser, server, tmp_path):
+    """Two browser sessions super-resolve their own GeoTIFFs at the same time: both get their
+    result, each in its own session folder; closing one deletes its folder and upload while the
+    other's result still downloads and the server keeps serving."""
+    root = _web_root(server)
+    with contextlib.ExitStack() as stack:
+        pages, names = {}, {"alice": (40, 56), "bob": (48, 32)}
+        for name in names:
+            pages[name] = stack.enter_context(_open_page(browser, server["url"]))
+        for name, (height, width) in names.items():
+            tab = pages[name]
+            source = write_geotiff(tmp_path / f"{name}.tif", textured_image((height, width)))
+            tab.get_by_role("tab", name="Super-resolve").click()
+            tab.locator("#sr-upload input[type=file]").set_input_files(str(source))
+            tab.get_by_text(f"{name}.tif: {width}x{height} px").first.wait_for()
+            tab.get_by_role("radio", name="2").check()
+        for tab in pages.values():  # both submit before either finishes
+            tab.get_by_role("button", name="Super-resolve", exact=True).click()
+        served = {}
+        for name, (height, width) in names.items():
+            tab = pages[name]
+            tab.locator("#sr-slider img").first.wait_for(state="visible", timeout=120_000)
+            (tmp_path / name).mkdir()
+            with rasterio.open(_download(tab, "#sr-file a[download]", tmp_path / name)) as ds:
+                assert (ds.width, ds.height) == (2 * width, 2 * height) and ds.crs.to_epsg() == 32633
+            served[name] = _served_file(tab, "#sr-file a[download]", root)
+            assert served[name].parts[0] == "sessions" and served[name].name == f"{name}_x2.tif"
+        alice, bob = (root / served[n].parts[0] / served[n].parts[1] for n in names)
+        assert alice != bob and (root / served["bob"]).is_file()
+        assert [p.parent.parent for p in root.glob("*/alice.tif")] == [root]  # Gradio's upload copy
+
+        pages.pop("alice").context.close()
+        _wait_until(lambda: not alice.exists() and not list(root.rglob("alice*")), "alice's files go")
+        assert bob.is_dir() and list(root.glob("*/bob.tif"))
+        tab = pages["bob"]
+        (tmp_path / "again").mkdir()
+        again = _download(tab, "#sr-file a[download]", tmp_path / "again")
+        assert again.read_bytes() == (root / served["bob"]).read_bytes()
+        tab.get_by_role("tab", name="Generate").click()
+        tab.locator("#gen-prompt textarea").fill("a river between fields")
+        tab.get_by_role("button", name="Generate", exact=True).click()
+        tab.locator("#gen-gallery img").first.wait_for(state="visible", timeout=120_000)
+        assert _served_file(tab, "#gen-files a[download]", root).parts[:2] == bob.relative_to(root).parts
+    assert server["proc"].poll() is None
 
 
 @pytest.mark.slow

@@ -174,9 +174,7 @@ class _Jobs:
 
     def run(self, request: gr.Request, tab: str, progress: gr.Progress, work: Callable[[Path], T]) -> T:
         session = request.session_hash or ""
-        flag = self.files.cancel_flag(session, tab)
-        flag.clear()
-        cancellable(progress, flag)
+        cancellable(progress, self.files.cancel_flag(session, tab))  # held by progress while it runs
         job = self.guard(lambda: self.files.job_folder(session, tab))
         try:
             return self.guard(lambda: work(job))
@@ -190,8 +188,8 @@ class _Jobs:
         """``work()``, with any failure turned into a one-line error in the page."""
         try:
             return work()
-        except JobCancelled:
-            raise gr.Error("cancelled", print_exception=False) from None
+        except JobCancelled:  # the Cancel button's own handler says so: this may never reach the page
+            raise gr.Error("cancelled", visible=False, print_exception=False) from None
         except RsgenError as exc:
             raise gr.Error(user_message(exc), print_exception=False) from None
         except gr.Error:
@@ -252,6 +250,7 @@ def _run_controls(label: str, enabled: bool = True) -> tuple[gr.Button, gr.Butto
 def _wire_cancel(runner: _Jobs, cancel: gr.Button, tab: str, event: Any) -> None:
     def stop(request: gr.Request) -> None:
         runner.files.cancel(request.session_hash or "", tab)
+        gr.Info("cancelled")  # the job's own error races Gradio's cancel, which drops it or not
 
     cancel.click(stop, None, None, cancels=[event], **_light(show_progress="hidden"))
 

@@ -15,6 +15,7 @@ import re
 import shutil
 import tempfile
 import threading
+import weakref
 from pathlib import Path
 
 from rsgen.errors import RsgenError
@@ -41,7 +42,7 @@ class SessionFiles:
             self.root.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._uploads: dict[str, set[Path]] = {}
-        self._flags: dict[str, dict[str, threading.Event]] = {}
+        self._flags: dict[str, dict[str, weakref.WeakSet[threading.Event]]] = {}
         self._closed: set[str] = set()
 
     # ------------------------------------------------------------------ folders
@@ -70,13 +71,20 @@ class SessionFiles:
     # ------------------------------------------------------------------ cancelling
 
     def cancel_flag(self, session: str, tab: str) -> threading.Event:
-        """The flag that stops the session's running ``tab`` job (set by its Cancel button)."""
+        """A new flag for one ``tab`` job of the session: set by the tab's Cancel button while
+        the job holds it (a flag per job, so a job started right after a Cancel does not
+        un-cancel the one still running to its next tick)."""
+        flag = threading.Event()
         with self._lock:
-            return self._flags.setdefault(_session_key(session), {}).setdefault(tab, threading.Event())
+            self._flags.setdefault(_session_key(session), {}).setdefault(tab, weakref.WeakSet()).add(flag)
+        return flag
 
     def cancel(self, session: str, tab: str) -> None:
-        """Ask the session's running ``tab`` job to stop at its next progress tick."""
-        self.cancel_flag(session, tab).set()
+        """Ask the session's running ``tab`` jobs to stop at their next progress tick."""
+        with self._lock:
+            flags = list(self._flags.get(_session_key(session), {}).get(tab, ()))
+        for flag in flags:
+            flag.set()
 
     # ------------------------------------------------------------------ cleanup
 
@@ -94,8 +102,9 @@ class SessionFiles:
         key = _session_key(session)
         with self._lock:
             self._closed.add(key)
-            for flag in self._flags.pop(key, {}).values():
-                flag.set()
+            for flags in self._flags.pop(key, {}).values():
+                for flag in flags:
+                    flag.set()
             uploads = self._uploads.pop(key, set())
         shutil.rmtree(self.root / "sessions" / key, ignore_errors=True)
         for upload in uploads:
@@ -106,9 +115,10 @@ class SessionFiles:
     def close_all(self) -> None:
         """The server stops: stop every job and delete the whole root."""
         with self._lock:
-            for flags in self._flags.values():
-                for flag in flags.values():
-                    flag.set()
+            for tabs in self._flags.values():
+                for flags in tabs.values():
+                    for flag in flags:
+                        flag.set()
         shutil.rmtree(self.root, ignore_errors=True)
 
 
