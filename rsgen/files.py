@@ -7,11 +7,13 @@ a hidden temporary sibling (``.<name>.<random>.tmp``, same filesystem) and then 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 
 def temp_path_beside(path: Path) -> Path:
@@ -33,6 +35,13 @@ def discard(*paths: Path) -> None:
     for path in paths:
         with contextlib.suppress(OSError):
             path.unlink()
+
+
+def write_json(path: str | Path, data: Any, allow_nan: bool = True) -> Path:
+    """Write ``data`` as indented JSON (one trailing newline) to ``path``, atomically."""
+    with atomic_file(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, allow_nan=allow_nan) + "\n")
+    return Path(path)
 
 
 @contextlib.contextmanager

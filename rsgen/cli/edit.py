@@ -8,7 +8,6 @@ data type, nodata and other bands intact.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -18,6 +17,7 @@ import typer
 
 from rsgen.cli.app import DeviceOption, JsonOption, QuietOption, app, emit_json, eval_app
 from rsgen.errors import RsgenError
+from rsgen.files import atomic_file, write_json
 
 WINDOW = 384
 MAX_WHOLE = 768
@@ -155,7 +155,7 @@ def edit_command(
         "seconds": {"train": round(train_seconds, 1), "edit": round(time.perf_counter() - tic, 1)},
         "files": files,
     }
-    _write_sidecar(output, sidecar)
+    write_json(output.with_suffix(".json"), sidecar)
     if as_json:
         emit_json(sidecar)
     else:
@@ -180,7 +180,6 @@ def variations_command(
     OUT/variation_<seed>_<i>.png and OUT/variations.json."""
     from PIL import Image
 
-    from rsgen.files import atomic_file
     from rsgen.pipelines.scene_window import SceneWindow
 
     if output is None:
@@ -212,8 +211,7 @@ def variations_command(
         "files": files,
         "seconds": {"train": round(train_seconds, 1), "sample": round(time.perf_counter() - tic, 1)},
     }
-    with atomic_file(output / "variations.json") as tmp:
-        tmp.write_text(json.dumps(report, indent=2) + "\n")
+    write_json(output / "variations.json", report)
     if as_json:
         emit_json(report)
     else:
@@ -231,13 +229,6 @@ def _fit(
     tic = time.perf_counter()
     editor = Editor.fit(rgb, steps=steps, config=config, device=device, progress=not quiet, **options)
     return editor, time.perf_counter() - tic
-
-
-def _write_sidecar(output: Path, sidecar: dict[str, Any]) -> None:
-    from rsgen.files import atomic_file
-
-    with atomic_file(output.with_suffix(".json")) as tmp:
-        tmp.write_text(json.dumps(sidecar, indent=2) + "\n")
 
 
 @eval_app.command("edit")
@@ -262,7 +253,6 @@ def eval_edit_command(
 ) -> None:
     """Edit every case (one seed) and report CLIP scores before/after under the guide and the
     judge, PSNR/SSIM outside the ROI and times: OUT/results.json, OUT/contact_sheet.png."""
-    from rsgen.files import atomic_file
     from rsgen.pipelines.edit_eval import as_dicts, contact_sheet, evaluate_edits, read_cases, summary
     from rsgen.pipelines.editor import Editor, EditSettings, check_settings
 
@@ -283,8 +273,7 @@ def eval_edit_command(
         "summary": summary(results),
         "results": as_dicts(results),
     }
-    with atomic_file(output / "results.json") as tmp:
-        tmp.write_text(json.dumps(report, indent=2) + "\n")
+    write_json(output / "results.json", report)
     if as_json:
         emit_json(report)
         return

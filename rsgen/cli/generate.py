@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import secrets
 import warnings
@@ -23,6 +22,7 @@ from rsgen.cli.app import (
     emit_json,
 )
 from rsgen.errors import RsgenError
+from rsgen.files import atomic_file, write_json
 
 DEFAULT_MODEL = "rsvq-cpu"  # = rsgen.pipelines.text_to_image.DEFAULT_MODEL (not imported: startup time)
 UPSCALES = (2, 4)
@@ -79,7 +79,6 @@ def generate_command(
     seed = secrets.randbits(63) if seed is None else seed
     stems = _stems(texts, seed)
 
-    from rsgen.files import atomic_file
     from rsgen.pipelines import SuperResolver, TextToImage
     from rsgen.pipelines.text_to_image import image_grid
     from rsgen.shipped import display_name
@@ -126,8 +125,7 @@ def generate_command(
             "seconds": round(result.seconds, 3),
             "files": files,
         }
-        with atomic_file(output / f"{stem}.json") as tmp:
-            tmp.write_text(json.dumps(sidecar, indent=2) + "\n")
+        write_json(output / f"{stem}.json", sidecar)
         report.append(sidecar)
         if not as_json:
             typer.echo(f"{text!r} -> {len(files)} files in {output} ({result.seconds:.1f} s)", err=True)

@@ -17,7 +17,6 @@ then writes ``index.html`` (:mod:`rsgen.pipelines.demo_report`), ``contact_sheet
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from collections.abc import Callable
@@ -35,7 +34,7 @@ from rasterio.transform import Affine
 from rsgen.data.degradation import bicubic_downscale, bicubic_upscale
 from rsgen.data.samples import EDIT_EXAMPLES, HOUSES, load_sample, sample_path
 from rsgen.errors import RsgenError
-from rsgen.files import atomic_file
+from rsgen.files import atomic_file, write_json
 from rsgen.io import read_raster_info, read_rgb_uint8, write_rgb_uint8
 from rsgen.metrics import psnr
 from rsgen.pipelines import text_to_image
@@ -390,7 +389,7 @@ def run_demo(options: DemoOptions | None = None, log: Log | None = None) -> Demo
     say("writing index.html, contact_sheet.png and demo.json")
     write_contact_sheet(result, out / "contact_sheet.png")
     write_page(result, out / "index.html")
-    _write_json(result, out / "demo.json")
+    write_json(out / "demo.json", result.to_dict())
     return result
 
 
@@ -411,8 +410,3 @@ def _t2i_steps(
     generated, paths = generate_step(pipe, options, out)
     say(f"upscale: {paths[0].name} x{resolver.scale}")
     return [generated, upscale_step(resolver, paths[0], out)]
-
-
-def _write_json(result: DemoResult, path: Path) -> None:
-    with atomic_file(path) as tmp:
-        tmp.write_text(json.dumps(result.to_dict(), indent=2) + "\n")

@@ -62,7 +62,7 @@ from rsgen.data.image_batches import center_square_transform, iter_image_batches
 from rsgen.data.images import image_to_tensor
 from rsgen.device import resolve_device
 from rsgen.errors import RsgenError
-from rsgen.files import atomic_file, cache_root
+from rsgen.files import atomic_file, cache_root, write_json
 from rsgen.io import read_rgb_uint8
 from rsgen.metrics.clipscore import clip_score
 from rsgen.metrics.distribution import IS_SPLITS, fd_of_sets, is_of_set
@@ -554,8 +554,7 @@ def evaluate_text_to_image(
         del pipe
     report = report_of(data_dir, cases, settings, references, real, rows, time.perf_counter() - start)
     if out is not None:
-        with atomic_file(out / "eval.json") as tmp:
-            tmp.write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
+        write_json(out / "eval.json", report, allow_nan=False)
     return report
 
 

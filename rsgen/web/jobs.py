@@ -7,7 +7,6 @@ tests call them directly.
 from __future__ import annotations
 
 import copy
-import json
 import math
 import re
 import secrets
@@ -25,7 +24,7 @@ from PIL import Image
 
 from rsgen.data.samples import EDIT_EXAMPLES, EditExample, sample_path
 from rsgen.errors import RsgenError
-from rsgen.files import atomic_file
+from rsgen.files import atomic_file, write_json
 from rsgen.io.read import RasterInfo, open_raster, read_raster_info
 from rsgen.io.windows import check_rect
 from rsgen.pipelines import SuperResolver, TextToImage
@@ -259,7 +258,7 @@ def generate(
         "seconds": round(result.seconds, 3),
         "files": [p.name for p in paths],
     }
-    sidecar = _write_json(job / f"rsgen_{seed}.json", report)
+    sidecar = write_json(job / f"rsgen_{seed}.json", report)
     notes = [str(w.message) for w in caught if issubclass(w.category, PromptTruncatedWarning)]
     return GenerateOutput(paths, sidecar, report, notes)
 
@@ -406,7 +405,7 @@ def edit(
         "seconds": {"train": round(train_seconds, 1), "edit": round(time.perf_counter() - tic, 1)},
         "files": [output.name, pair.name],
     }
-    sidecar = _write_json(output.with_suffix(".json"), report)
+    sidecar = write_json(output.with_suffix(".json"), report)
     notes = [result.settings["paraphrase_warning"]] if result.settings.get("paraphrase_warning") else []
     return EditOutput(
         output,
@@ -444,9 +443,3 @@ def _seed(seed: int | None) -> int:
     """``seed``, or for None / below 0 a random one under 2**31: the page shows numbers as
     JavaScript floats, exact only up to 2**53, and a seed must read back as it was used."""
     return secrets.randbelow(2**31) if seed is None or seed < 0 else int(seed)
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> Path:
-    with atomic_file(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2) + "\n")
-    return path
