@@ -236,7 +236,7 @@ def speed_row(
 
 
 def make_resolver(name: str, settings: Settings, variant: Variant = FP32) -> SuperResolver:
-    """A random-weight resolver running ``variant`` the way users do (``--bf16`` is the
+    """A random-weight resolver running ``variant`` the way users do (``--precision bf16`` is the
     pipeline's own autocast: an outer one would be switched off inside it)."""
     torch.manual_seed(0)
     return SuperResolver.from_config(

@@ -61,10 +61,14 @@ def _cpu_flags() -> set[str]:
 
 
 def use_bf16(setting: bool | str | None, device: str | torch.device) -> bool:
-    """A config's ``bf16`` setting resolved for ``device``: true, false, or ``auto`` (on where
-    :func:`bf16_is_fast`). Anything else is an RsgenError."""
+    """A ``bf16`` setting (a config's, or a ``--precision``) resolved for ``device``: true or
+    ``bf16``, false or ``fp32``, or ``auto`` (on where :func:`bf16_is_fast`). Anything else is an
+    RsgenError."""
     if setting is None or isinstance(setting, bool):
         return bool(setting)
-    if str(setting).lower() == "auto":
+    choice = str(setting).lower()
+    if choice == "auto":
         return bf16_is_fast(device)
-    raise RsgenError(f"bf16 must be true, false or auto, not {setting!r}")
+    if choice in ("bf16", "fp32"):
+        return choice == "bf16"
+    raise RsgenError(f"bf16 must be true, false or auto (precision: auto, fp32 or bf16), not {setting!r}")

@@ -16,6 +16,7 @@ import rasterio
 from PIL import Image
 from rasterio.transform import Affine
 
+from rsgen import device as device_module
 from rsgen.shipped import available_models
 from tests.conftest import REPO, CliResult, run_cli, run_cli_process, textured_image
 
@@ -47,6 +48,24 @@ def test_sr_file_json(png: Path, tiny_model_dir: Path, tmp_path: Path) -> None:
     assert item["bands"] == 3 and item["scale"] == 2 and item["crs"] is None
     with Image.open(out) as image:
         assert image.size == (32, 24)
+
+
+@pytest.mark.parametrize(
+    ("flags", "args", "expected"),
+    [
+        ({"avx2"}, [], "fp32"),
+        ({"avx512_bf16"}, [], "bf16"),
+        ({"avx512_bf16"}, ["--precision", "fp32"], "fp32"),
+        ({"avx2"}, ["--precision", "bf16"], "bf16"),
+    ],
+)
+def test_sr_precision_auto_is_bf16_only_where_the_cpu_runs_it(
+    png: Path, tiny_model_dir: Path, tmp_path: Path, monkeypatch, flags, args, expected
+) -> None:
+    monkeypatch.setattr(device_module, "_cpu_flags", lambda: flags)
+    out = tmp_path / "x2.png"
+    report = invoke_json("sr", png, "-o", out, "--model", tiny_model_dir, "-s", "2", "-q", *args)
+    assert report["results"][0]["precision"] == expected
 
 
 def test_sr_geotiff_reports_crs(tiny_model_dir: Path, tmp_path: Path) -> None:

@@ -30,6 +30,7 @@ def test_explicit_bf16_settings_are_kept_whatever_the_cpu(monkeypatch):
     assert use_bf16(True, "cpu") is True
     assert use_bf16(False, "cpu") is False
     assert use_bf16(None, "cpu") is False
+    assert use_bf16("bf16", "cpu") is True and use_bf16("fp32", "cpu") is False  # --precision
 
 
 def test_an_unknown_bf16_setting_is_an_error():

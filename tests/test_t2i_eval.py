@@ -152,6 +152,7 @@ def test_evaluation_writes_images_and_report_and_caches_the_training_features(
         assert isinstance(row[f"{key}_std"], float), key
     assert 0 <= real["scene_accuracy"] <= 1 and real["FD[rs-scene]"] > 0
     assert [run["seed"] for run in row["runs"]] == [0, 1] and row["steps"] == 2
+    assert all(isinstance(row["round_trip"][key], float) for key in t2i_eval.METRIC_KEYS)
     for run in row["runs"]:
         folder = Path(run["images_dir"])
         assert folder == out / "images" / f"tiny-seed{run['seed']}"
@@ -181,6 +182,11 @@ class CopyingModel:
 
         return GenerationResult([self.images.pop(0) for _ in prompts], seed, list(prompts))
 
+    @staticmethod
+    def round_trip(images):
+        """A lossless 'tokenizer'."""
+        return images
+
 
 def test_a_model_that_copies_its_training_set_is_flagged(data_dir, scorers):
     settings = T2IEvalSettings(images=4, steps=2)
@@ -194,6 +200,9 @@ def test_a_model_that_copies_its_training_set_is_flagged(data_dir, scorers):
     )
     assert row["closer_than_real_p5"] == 1.0 and row["nn_distance_median"] < ref.real_p5
     assert row["runs"][0]["images"][0]["nearest_train"] == ref.train_files[0].name
+    real = t2i_eval.real_row(ref, scorers, settings.is_splits)
+    for key in ("scene_accuracy", "CLIPScore[rs-clip]", "nn_distance_median"):
+        assert row["round_trip"][key] == real[key], key  # a lossless round trip scores as the real images
 
 
 # --------------------------------------------------------------------------- the command line
@@ -216,6 +225,7 @@ def test_cli_json_and_table(t2i_dir, data_dir, tmp_path, shared_scorers):
     ]
     table = run_cli(*args, "--model", f"again={t2i_dir}", "--seed", "3", "-q").ok().stdout
     assert "real (test)" in table and "tiny" in table and "again" in table and "FD[rs-scene]" in table
+    assert "round trip (tiny)" in table and "round trip (again)" not in table  # one tokenizer, one column
 
 
 @pytest.mark.parametrize(

@@ -102,3 +102,64 @@ def test_training_task_learns_and_exports_the_best(caption_folder: Path, tmp_pat
     best = VQTokenizer.from_pretrained(tmp_path / "run" / "best")
     step = json.loads((tmp_path / "run" / "best" / "config.json").read_text())["training"]["step"]
     assert best.config.codebook_size == 32 and step == max(evals, key=lambda r: r["val_psnr"])["step"]
+
+
+def tokenizer_config(caption_folder: Path, **train: object) -> dict:
+    return {
+        "task": "vq_tokenizer",
+        "seed": 0,
+        "model": TINY,
+        "data": {"dir": str(caption_folder), "split": "train", "val_fraction": 0.25, "image_size": 32},
+        "train": {"steps": 6, "batch_size": 4, "lr": 3e-3, "log_every": 2, "eval_every": 3, **train},
+        "loss": {"l1": 1.0, "perceptual": 0.0},
+    }
+
+
+def test_decoder_only_gan_finetune_keeps_the_tokens_and_resumes(caption_folder: Path, tmp_path: Path):
+    start = tiny_tokenizer().save_pretrained(tmp_path / "start", dtype=torch.float32)
+    config = tokenizer_config(caption_folder, trainable="decoder", select="val_fd_scene")
+    config.pop("model")
+    config.update(
+        init=str(start),
+        discriminator={"channels": 8, "layers": 2},
+        loss={"l1": 1.0, "perceptual": 0.0, "gan": 0.5, "gan_start": 2},
+    )
+    run_training(config, tmp_path / "run", progress=False, max_steps=3)
+    run_training(config, tmp_path / "run", progress=False, resume=True)
+    records = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    steps = [r for r in records if "d_loss" in r]
+    assert steps and all(r["d_loss"] >= 0 for r in steps)
+    assert any("gan_weight" in r for r in steps) and all(r["step"] >= 2 for r in steps if "gan_weight" in r)
+    evals = [r for r in records if r.get("event") == "eval"]
+    assert [r["step"] for r in evals] == [3, 6] and all(r["val_fd_scene"] >= 0 for r in evals)
+    best_step = json.loads((tmp_path / "run" / "best" / "config.json").read_text())["training"]["step"]
+    assert best_step == min(evals, key=lambda r: r["val_fd_scene"])["step"]
+
+    before, after = (
+        VQTokenizer.from_pretrained(start),
+        VQTokenizer.from_pretrained(tmp_path / "run" / "final"),
+    )
+    images = torch.rand(4, 3, 32, 32) * 2 - 1
+    assert torch.equal(before.encode(images), after.encode(images))  # same tokens
+    assert torch.equal(before.quantizer.codebook.half().float(), after.quantizer.codebook)  # exported in fp16
+    assert not torch.equal(before.last_layer, after.last_layer)  # a new decoder
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"init": "MISSING"}, "no such model folder"),
+        ({"init": "START", "model": {**TINY, "code_dim": 4}}, "differs from the config's model"),
+        ({"train": {"select": "val_fid"}}, "train.select must be one of"),
+        ({"train": {"trainable": "encoder"}}, "train.trainable must be one of"),
+    ],
+)
+def test_bad_finetune_options_are_refused(caption_folder: Path, tmp_path: Path, change: dict, message: str):
+    start = tiny_tokenizer().save_pretrained(tmp_path / "start", dtype=torch.float32)
+    config = tokenizer_config(caption_folder)
+    for key, value in change.items():
+        if key == "init":
+            value = str(start) if value == "START" else str(tmp_path / value)
+        config[key] = {**config[key], **value} if key == "train" else value
+    with pytest.raises(RsgenError, match=message):
+        run_training(config, tmp_path / "run", progress=False)

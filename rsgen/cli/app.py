@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 
@@ -40,8 +40,14 @@ JsonOption = Annotated[
     bool, typer.Option("--json", help="Print one JSON object on stdout (progress: stderr).")
 ]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
-Bf16Option = Annotated[
-    bool, typer.Option("--bf16", help="bfloat16 autocast (fast on CPUs with avx512_bf16/AMX, and GPUs).")
+Precision = Literal["auto", "fp32", "bf16"]
+PrecisionOption = Annotated[
+    Precision,
+    typer.Option(
+        "--precision",
+        help="fp32; bf16 (bfloat16 autocast, ~2x faster where the CPU has avx512_bf16/AMX, "
+        "emulated and slow elsewhere); auto: bf16 only where it runs natively.",
+    ),
 ]
 ImageBatchOption = Annotated[int, typer.Option(min=1, help="Images per forward pass.")]
 # Text-to-image sampling (`rsgen generate`, `rsgen eval t2i`).

@@ -17,12 +17,12 @@ from typing import Annotated
 import typer
 
 from rsgen.cli.app import (
-    Bf16Option,
     CaptionDataOption,
     DeviceOption,
     GuidanceOption,
     ImageBatchOption,
     JsonOption,
+    PrecisionOption,
     QuietOption,
     SplitOption,
     StepsOption,
@@ -76,7 +76,7 @@ def eval_sr_command(
     overlap: Annotated[int, typer.Option(min=0, help="LR tile overlap.")] = 16,
     device: DeviceOption = None,
     as_json: JsonOption = False,
-    bf16: Bf16Option = False,
+    precision: PrecisionOption = "fp32",
     quiet: QuietOption = False,
 ) -> None:
     """PSNR/SSIM (RGB and Y, border = scale) of a model vs bicubic on HR images downscaled bicubically."""
@@ -88,7 +88,7 @@ def eval_sr_command(
     folder = data or default_data("RSSCN7", "val")
     files = list_images(folder)[:limit]
     resolver = SuperResolver.from_pretrained(
-        model or f"degan-x{scale}", scale=scale, device=device, tile=tile, overlap=overlap, bf16=bf16
+        model or f"degan-x{scale}", scale=scale, device=device, tile=tile, overlap=overlap, bf16=precision
     )
     result = evaluate_sr(files, scale, resolver, resolver.name, progress=not (quiet or as_json))
     if as_json:
@@ -307,7 +307,7 @@ def eval_t2i_command(
         Path | None, typer.Option("-o", "--output", help="Folder for the images and eval.json.")
     ] = None,
     device: DeviceOption = None,
-    bf16: Bf16Option = False,
+    precision: PrecisionOption = "fp32",
     as_json: JsonOption = False,
     quiet: QuietOption = False,
 ) -> None:
@@ -330,7 +330,7 @@ def eval_t2i_command(
     )
     folder = data or default_data("rsicd_aid150")
     report = evaluate_text_to_image(
-        model_specs(arguments), folder, settings, output, device=device, bf16=bf16, progress=not quiet
+        model_specs(arguments), folder, settings, output, device=device, bf16=precision, progress=not quiet
     )
     if as_json:
         emit_json(report)

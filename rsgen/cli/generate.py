@@ -11,10 +11,10 @@ from typing import Annotated, Any
 import typer
 
 from rsgen.cli.app import (
-    Bf16Option,
     DeviceOption,
     GuidanceOption,
     JsonOption,
+    PrecisionOption,
     QuietOption,
     StepsOption,
     TruncationOption,
@@ -48,7 +48,7 @@ def generate_command(
         str, typer.Option(help="Built-in text-to-image model name or pipeline folder.")
     ] = DEFAULT_MODEL,
     device: DeviceOption = None,
-    bf16: Bf16Option = False,
+    precision: PrecisionOption = "fp32",
     as_json: JsonOption = False,
     quiet: QuietOption = False,
 ) -> None:
@@ -86,9 +86,9 @@ def generate_command(
     resolver = None
     if upscale is not None:
         resolver = SuperResolver.from_pretrained(
-            upscale_model or f"degan-x{upscale}", scale=upscale, device=device, bf16=bf16, progress=False
+            upscale_model or f"degan-x{upscale}", scale=upscale, device=device, bf16=precision, progress=False
         )
-    pipe = TextToImage.from_pretrained(path, device=device, bf16=bf16, progress=not quiet)
+    pipe = TextToImage.from_pretrained(path, device=device, bf16=precision, progress=not quiet)
     output.mkdir(parents=True, exist_ok=True)
 
     def save(image: Any, name: str) -> str:

@@ -40,9 +40,7 @@ def serve_command(
     ] = "single-image-cpu",
     edit_cache: Annotated[
         Path | None,
-        typer.Option(
-            help="Keep editing models here across sessions [default: each session's temp folder]."
-        ),
+        typer.Option(help="Keep editing models here across sessions [default: each session's temp folder]."),
     ] = None,
     jobs: Annotated[
         int | None,

@@ -10,9 +10,9 @@ from typing import Annotated, Any
 import typer
 
 from rsgen.cli.app import (
-    Bf16Option,
     DeviceOption,
     JsonOption,
+    PrecisionOption,
     QuietOption,
     app,
     check_format,
@@ -42,7 +42,7 @@ def sr_command(
         str | None,
         typer.Option("--format", help="Folder mode: output suffix (tif, png, jpg) [default: keep]"),
     ] = None,
-    bf16: Bf16Option = False,
+    precision: PrecisionOption = "auto",
     max_output: Annotated[
         float,
         typer.Option(
@@ -73,7 +73,7 @@ def sr_command(
         tile=tile,
         overlap=overlap,
         batch_size=batch_size,
-        bf16=bf16,
+        bf16=precision,
         max_output_pixels=int(max_output * 1e9) if max_output > 0 else None,
     )
     report: list[dict[str, Any]] = []
@@ -88,6 +88,7 @@ def sr_command(
                 "bands": info.count,
                 "dtype": str(info.dtype),
                 "scale": scale,
+                "precision": "bf16" if resolver.bf16 else "fp32",
                 "crs": str(info.crs) if info.crs else None,
                 "seconds": round(seconds, 3),
             }

@@ -85,12 +85,24 @@ def format_t2i_table(report: dict) -> Table:
     )
     table = Table(title="Text-to-image evaluation", caption=escape(caption))
     table.add_column("metric")
-    rows = [report["real"], *report["models"]]
+    rows = [report["real"], *report["models"], *_round_trip_rows(report["models"])]
     for row in rows:
         table.add_column(escape(row["name"]), justify="right")
     for label, key, digits in T2I_ROWS:
         table.add_row(escape(label), *(_t2i_cell(row, key, digits) for row in rows))
     return table
+
+
+def _round_trip_rows(models: list[dict]) -> list[dict]:
+    """A column per distinct tokenizer round trip (models sharing a tokenizer share one)."""
+    seen: list[dict] = []
+    rows: list[dict] = []
+    for model in models:
+        round_trip = model.get("round_trip")
+        if round_trip and round_trip not in seen:
+            seen.append(round_trip)
+            rows.append({"name": f"round trip ({model['name']})", **round_trip})
+    return rows
 
 
 def print_t2i_table(report: dict, console: Console | None = None) -> None:

@@ -27,6 +27,7 @@ MODEL_CLASSES: dict[str, str] = {
     "rs_clip": "rsgen.models.rs_clip:RSCLIP",
     "scene_classifier": "rsgen.models.scene_classifier:SceneClassifier",
     "vq_tokenizer": "rsgen.models.vq_tokenizer:VQTokenizer",
+    "patch_discriminator": "rsgen.models.patch_discriminator:PatchDiscriminator",
     "rsvq_transformer": "rsgen.models.diffusion_transformer:DiffusionTransformer",
     "single_image_denoiser": "rsgen.models.single_image_denoiser:SingleImageDenoiser",
 }

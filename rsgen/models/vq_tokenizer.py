@@ -111,21 +111,30 @@ class VQTokenizer(PretrainedModel):
     def codebook_size(self) -> int:
         return self.config.codebook_size
 
+    @property
+    def last_layer(self) -> torch.Tensor:
+        """The weight of the decoder's output convolution (where VQGAN balances its losses)."""
+        return self.decoder[-1].weight
+
+    def quantize(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(quantised code vectors (B, code_dim, h, w), token ids, commitment loss)``; the
+        codebook moves towards the encoder outputs (EMA) when the quantizer is in training mode."""
+        self._check_size(images)
+        return self.quantizer(self.encoder(images))
+
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(reconstruction in [-1, 1], token ids, commitment loss)``; in training mode the
         codebook moves towards the encoder outputs (EMA)."""
-        self._check_size(images)
-        quantized, ids, commitment = self.quantizer(self.encoder(images))
+        quantized, ids, commitment = self.quantize(images)
         reconstruction = self.decoder(quantized)
         return (reconstruction if self.training else reconstruction.clamp(-1, 1)), ids, commitment
 
     @torch.no_grad()
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """Images → token ids ``(B, h, w)`` (int64), without touching the codebook."""
-        self._check_size(images)
         was_training = self.training
         self.eval()
-        _, ids, _ = self.quantizer(self.encoder(images))
+        _, ids, _ = self.quantize(images)
         self.train(was_training)
         return ids
 

@@ -35,7 +35,7 @@ from rsgen.checkpoint import (
     read_component_config,
     save_pipeline_folder,
 )
-from rsgen.device import resolve_device
+from rsgen.device import resolve_device, use_bf16
 from rsgen.diffusion import Scheduler, build_scheduler
 from rsgen.errors import RsgenError
 from rsgen.models.pretrained import PretrainedModel
@@ -55,16 +55,20 @@ class Pipeline:
 
     Args:
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...; CUDA when available if None.
-        bf16: run networks under bfloat16 autocast (see :meth:`autocast`).
+        bf16: run networks under bfloat16 autocast (see :meth:`autocast`): True / ``"bf16"``,
+            False / ``"fp32"``, or ``"auto"`` (on where the device runs bf16 natively: CPUs with
+            avx512_bf16 or AMX, GPUs that support it; elsewhere it is emulated and slow).
         progress: show progress bars (on stderr).
     """
 
     pipeline_name: ClassVar[str]
     component_classes: ClassVar[dict[str, type]]
 
-    def __init__(self, device: str | torch.device | None = None, bf16: bool = False, progress: bool = True):
+    def __init__(
+        self, device: str | torch.device | None = None, bf16: bool | str = False, progress: bool = True
+    ):
         self.device = resolve_device(device)
-        self.bf16 = bf16
+        self.bf16 = use_bf16(bf16, self.device)
         self.progress = progress
 
     # ----------------------------------------------------------------------------- running

@@ -132,7 +132,7 @@ class Editor(Pipeline):
         image: np.ndarray | Image.Image | None = None,
         guide: str | ImageTextModel = DEFAULT_GUIDE,
         device: str | torch.device | None = None,
-        bf16: bool = False,
+        bf16: bool | str = False,
         progress: bool = True,
         trained_on: str | None = None,
     ) -> None:

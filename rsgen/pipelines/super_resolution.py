@@ -52,9 +52,10 @@ class SuperResolver(Pipeline):
         overlap: LR pixels shared by neighbouring tiles, blended with linear ramps.
         batch_size: tiles per forward pass.
         channels_last: use the channels-last memory format (faster convolutions on some CPUs).
-        bf16: run the generator under bfloat16 autocast. Off by default. On CPUs with bf16
-            instructions (avx512_bf16/AMX) it is ~2x faster for the same PSNR to 1e-3 dB (see
-            benchmarks/); without them it is emulated and far slower.
+        bf16: run the generator under bfloat16 autocast: True / ``"bf16"``, False / ``"fp32"``
+            (the default), or ``"auto"`` (what ``rsgen sr`` uses: on where the CPU or GPU runs
+            bf16 natively). On CPUs with bf16 instructions (avx512_bf16/AMX) it is ~2x faster for
+            the same PSNR to 1e-3 dB (see benchmarks/); without them it is emulated and far slower.
         name: shown in evaluation tables and JSON.
         progress: show progress bars for files and folders (default of their ``progress``).
         max_output_pixels: files whose output would be larger are refused before any work
@@ -72,7 +73,7 @@ class SuperResolver(Pipeline):
         overlap: int = 16,
         batch_size: int = 4,
         channels_last: bool = False,
-        bf16: bool = False,
+        bf16: bool | str = False,
         name: str = "custom",
         progress: bool = True,
         max_output_pixels: int | None = MAX_OUTPUT_PIXELS,

@@ -28,6 +28,10 @@ reaches the networks at that size and is resized by each network's own preproces
 * ``CLIPScore[rs-clip]``: ``100 * max(cos, 0)`` of each image with its case's caption.
 * ``scene_accuracy``: share of images that the shipped rs-scene classifier assigns to the
   case's scene (the arg-max of the same logits).
+* **Tokenizer round trip** (``round_trip`` of each model row): the cases' real test images
+  encoded to tokens and decoded by the model's own tokenizer, scored like generated images. No
+  transformer can make images better than what its tokenizer decodes, so this row is the
+  model's ceiling: a model whose round trip is unrecognisable needs a better tokenizer first.
 * **Memorisation**: each image's nearest *training* image (train minus the held-out part: what
   the model was trained on) by **cosine distance** ``1 - cos`` of the rs-scene features.
   ``nn_distance_median`` is the median of these distances; ``closer_than_real_p5`` the share
@@ -371,6 +375,18 @@ def score_set(
     return metrics, records
 
 
+def round_trip_row(
+    pipe: TextToImage, ref: Reference, scorers: Scorers, is_splits: int, batch: int
+) -> dict[str, Any]:
+    """The cases' test images through ``pipe``'s tokenizer and back, scored like a generated set
+    (the ceiling of the model; see the module docstring)."""
+    decoded = torch.cat(
+        [pipe.round_trip(ref.test_images[first : first + batch]) for first in range(0, len(ref.cases), batch)]
+    )
+    metrics, _ = score_set(decoded, scorers.embed(decoded), ref.test, ref, scorers, is_splits)
+    return metrics
+
+
 def real_row(ref: Reference, scorers: Scorers, is_splits: int) -> dict[str, Any]:
     """The real test images scored like a generated set (FD against the held-out train part;
     ``closer_than_real_p5`` of the held-out train images, see the module docstring)."""
@@ -505,7 +521,15 @@ def evaluate_model(
             }
         )
     steps = settings.steps or min(DEFAULT_STEPS, pipe.max_steps)
-    return {"name": spec.name, "path": spec.path, "steps": steps, **summarise(runs), "runs": runs}
+    round_trip = round_trip_row(pipe, ref, scorers, settings.is_splits, settings.batch)
+    return {
+        "name": spec.name,
+        "path": spec.path,
+        "steps": steps,
+        **summarise(runs),
+        "round_trip": round_trip,
+        "runs": runs,
+    }
 
 
 def evaluate_text_to_image(
@@ -516,7 +540,7 @@ def evaluate_text_to_image(
     *,
     scorers: Scorers | None = None,
     device: str | torch.device | None = None,
-    bf16: bool = False,
+    bf16: bool | str = False,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Evaluate ``specs`` on the test captions of ``data_dir`` (see the module docstring).

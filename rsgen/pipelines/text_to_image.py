@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from rsgen.checkpoint import CONFIG_NAME, read_component_config
-from rsgen.data.images import tensor_to_image
+from rsgen.data.images import image_to_tensor, tensor_to_image
 from rsgen.diffusion import Scheduler, VQDiffusionScheduler
 from rsgen.errors import RsgenError
 from rsgen.models.diffusion_transformer import DiffusionTransformer
@@ -132,7 +132,8 @@ class TextToImage(Pipeline):
     Args:
         tokenizer, transformer, scheduler: the components (their codebook sizes must agree).
         device: ``"cpu"``, ``"cuda"``...; CUDA when available if None.
-        bf16: run the networks under bfloat16 autocast.
+        bf16: run the networks under bfloat16 autocast (True / ``"bf16"``, False / ``"fp32"``,
+            or ``"auto"``: on where the device runs bf16 natively).
         progress: show a progress bar over the sampling steps (stderr).
         text_encoder: an object with ``token_states(texts)`` and ``truncated(text)`` (default:
             the frozen MiniLM, loaded on first use).
@@ -151,7 +152,7 @@ class TextToImage(Pipeline):
         transformer: DiffusionTransformer,
         scheduler: Scheduler,
         device: str | torch.device | None = None,
-        bf16: bool = False,
+        bf16: bool | str = False,
         progress: bool = True,
         text_encoder: Any = None,
     ) -> None:
@@ -336,6 +337,17 @@ class TextToImage(Pipeline):
         with self.autocast():
             pixels = self.tokenizer.decode(x).float()
         return [Image.fromarray(tensor_to_image(image)) for image in pixels]
+
+    @torch.inference_mode()
+    def round_trip(self, images: torch.Tensor) -> torch.Tensor:
+        """Images ``(B, 3, H, W)`` in [-1, 1] at :attr:`image_size`, encoded to tokens and decoded
+        by the tokenizer, rounded to 8 bits as generated images are: the best any sampler can do."""
+        width, height = self.image_size
+        if images.ndim != 4 or tuple(images.shape[1:]) != (3, height, width):
+            raise RsgenError(f"round_trip needs images (B, 3, {height}, {width}), got {tuple(images.shape)}")
+        with self.autocast():
+            pixels = self.tokenizer.decode(self.tokenizer.encode(images.to(self.device))).float()
+        return torch.stack([image_to_tensor(tensor_to_image(image)) for image in pixels])
 
 
 def image_grid(images: list[Image.Image], columns: int | None = None) -> Image.Image:

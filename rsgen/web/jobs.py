@@ -118,7 +118,7 @@ class ModelStore:
         name = self.options.sr_models[scale]
         base = self._get(
             ("sr", scale),
-            lambda: SuperResolver.from_pretrained(name, scale=scale, device=self.options.device),
+            lambda: SuperResolver.from_pretrained(name, scale=scale, device=self.options.device, bf16="auto"),
         )
         resolver = copy.copy(base)  # shares the network; the tile is this job's own
         resolver.tile = tile or base.tile
