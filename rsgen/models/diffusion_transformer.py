@@ -114,20 +114,29 @@ def rope_2d(x: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, base: float
     ``(rows[n], cols[n])``: the first ``d / 2`` dims rotate with the row, the rest with the column
     (each half as in RoFormer, rotate-half pairing, frequencies ``base ** (-2i / (d / 2))``).
     ``rope(q, p) · rope(k, p')`` depends on ``p' - p`` only."""
-    d = x.shape[-1]
+    return apply_rope(x, *rope_2d_tables(rows, cols, x.shape[-1], base, x.dtype))
+
+
+def rope_2d_tables(
+    rows: torch.Tensor, cols: torch.Tensor, d: int, base: float = 100.0, dtype: torch.dtype = torch.float32
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``(N, d)`` cosine and signed sine tables of :func:`rope_2d`, computed once per forward
+    pass and shared by every layer (see :func:`apply_rope`)."""
     if d % 4:
         raise ValueError(f"2-D RoPE needs a last dim divisible by 4, got {d}")
-    half = d // 2
-    return torch.cat([_rope_1d(x[..., :half], rows, base), _rope_1d(x[..., half:], cols, base)], dim=-1)
+    m = d // 4
+    freqs = base ** (-torch.arange(m, device=rows.device, dtype=torch.float32) / m)
+    by_row, by_col = rows.float()[:, None] * freqs, cols.float()[:, None] * freqs  # (N, m)
+    cos = torch.cat([by_row.cos(), by_row.cos(), by_col.cos(), by_col.cos()], dim=-1)
+    sin = torch.cat([-by_row.sin(), by_row.sin(), -by_col.sin(), by_col.sin()], dim=-1)
+    return cos.to(dtype), sin.to(dtype)
 
 
-def _rope_1d(x: torch.Tensor, positions: torch.Tensor, base: float) -> torch.Tensor:
-    m = x.shape[-1] // 2
-    freqs = base ** (-torch.arange(m, device=x.device, dtype=torch.float32) / m)
-    angles = positions.to(device=x.device, dtype=torch.float32)[:, None] * freqs  # (N, m)
-    cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
-    x1, x2 = x[..., :m], x[..., m:]
-    return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1)
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate ``x`` ``(..., N, d)`` by the tables of :func:`rope_2d_tables`: in each half
+    ``(x1, x2)`` of the row and column parts, ``(x1 cos - x2 sin, x2 cos + x1 sin)``."""
+    swapped = x.unflatten(-1, (2, 2, x.shape[-1] // 4)).flip(-2).flatten(-3)
+    return x * cos + swapped * sin
 
 
 def timestep_embedding(
@@ -163,13 +172,21 @@ class SelfAttention(nn.Module):
         self.qkv = nn.Linear(config.width, 3 * config.width)
         self.out = nn.Linear(config.width, config.width)
 
-    def forward(self, x: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, h: int, w: int, rope: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        """``rope``: the :func:`rope_2d_tables` of the grid (true positions, before any roll:
+        rolled tokens keep theirs); required when the block uses 2-D RoPE."""
         b, n, c = x.shape
-        q, k, v = self.qkv(x).view(b, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
-        if self.rope:  # true grid positions, before any roll: rolled tokens keep their positions
-            rows = torch.arange(h, device=x.device).repeat_interleave(w)
-            cols = torch.arange(w, device=x.device).repeat(h)
-            q, k = rope_2d(q, rows, cols, self.rope_base), rope_2d(k, rows, cols, self.rope_base)
+        qkv = self.qkv(x).view(b, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
+        if self.rope:
+            if rope is None:
+                raise ValueError("this self-attention uses 2-D RoPE: pass the grid's rope tables")
+            cos, sin = (table.to(qkv.dtype) for table in rope)
+            q, k = apply_rope(qkv[:2], cos, sin)  # q and k in one pass
+            v = qkv[2]
+        else:
+            q, k, v = qkv
         p = self.dropout if self.training else 0.0
         if not self.window:
             y = F.scaled_dot_product_attention(q, k, v, dropout_p=p)
@@ -252,9 +269,16 @@ class TransformerBlock(nn.Module):
         self.drop = nn.Dropout(config.dropout)
 
     def forward(
-        self, x: torch.Tensor, t_emb: torch.Tensor, text: torch.Tensor, mask: torch.Tensor, h: int, w: int
+        self,
+        x: torch.Tensor,
+        t_emb: torch.Tensor,
+        text: torch.Tensor,
+        mask: torch.Tensor,
+        h: int,
+        w: int,
+        rope: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        x = x + self.drop(self.self_attention(self.norm1(x, t_emb), h, w))
+        x = x + self.drop(self.self_attention(self.norm1(x, t_emb), h, w, rope))
         x = x + self.drop(self.cross_attention(self.norm2(x, t_emb), text, mask))
         return x + self.mlp(self.norm3(x))
 
@@ -303,8 +327,13 @@ class DiffusionTransformer(PretrainedModel):
         x = x.reshape(b, h * w, cfg.width)
         t_emb = self.time_embedding(timestep_embedding(t, cfg.width, cfg.num_timesteps).to(x.dtype))
         text = text.to(x.dtype)
+        rope = None
+        if cfg.spatial_position:
+            rows = torch.arange(h, device=x.device).repeat_interleave(w)
+            cols = torch.arange(w, device=x.device).repeat(h)
+            rope = rope_2d_tables(rows, cols, cfg.head_dim, cfg.rope_base, x.dtype)
         for block in self.blocks:
-            x = block(x, t_emb, text, text_mask, h, w)
+            x = block(x, t_emb, text, text_mask, h, w, rope)
         logits = self.head(self.final_norm(x))  # (B, N, K)
         return logits.transpose(1, 2).reshape(b, cfg.num_classes, h, w)
 
