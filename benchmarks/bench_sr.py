@@ -59,7 +59,7 @@ class Settings:
     batch_size: int
     repeats: int  # timed runs per DEGAN variant (at most; see budget)
     budget: float  # no further DEGAN repeat once the timed runs of a variant took this long (s)
-    memory_lr_size: int  # LR side of the GeoTIFF scene of the memory test
+    memory_lr_sizes: tuple[tuple[int, int], ...]  # LR (width, height) of each memory-test GeoTIFF
     memory_configs: tuple[str, ...]
     memory_in_memory_path: bool  # also SuperResolver(array) on the whole scene
     train_steps: int  # timed steps per phase (degan-cpu)
@@ -76,7 +76,7 @@ DEFAULT = Settings(
     batch_size=4,
     repeats=3,
     budget=60.0,
-    memory_lr_size=1000,
+    memory_lr_sizes=((250, 250), (500, 500), (1000, 1000), (250, 2000), (2000, 250)),
     memory_configs=("degan-cpu",),
     memory_in_memory_path=False,
     train_steps=5,
@@ -92,7 +92,7 @@ QUICK = Settings(
     batch_size=4,
     repeats=1,
     budget=60.0,
-    memory_lr_size=32,
+    memory_lr_sizes=((24, 24), (16, 48), (48, 16)),
     memory_configs=("degan-cpu",),
     memory_in_memory_path=True,
     train_steps=1,
@@ -205,11 +205,16 @@ def reset_peak_rss() -> bool:
     return True
 
 
+def textured_scene(width: int, height: int, seed: int = 0) -> np.ndarray:
+    """A smooth random RGB texture, (height, width, 3) uint8 (writable), deterministic in ``seed``."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.integers(0, 256, (max(height // 8, 2), max(width // 8, 2), 3), dtype=np.uint8)
+    return np.array(Image.fromarray(coarse).resize((width, height), Image.Resampling.BICUBIC))
+
+
 def textured_image(side: int, seed: int = 0) -> np.ndarray:
     """A smooth random RGB texture, (side, side, 3) uint8 (writable)."""
-    rng = np.random.default_rng(seed)
-    coarse = rng.integers(0, 256, (max(side // 8, 2), max(side // 8, 2), 3), dtype=np.uint8)
-    return np.array(Image.fromarray(coarse).resize((side, side), Image.Resampling.BICUBIC))
+    return textured_scene(side, side, seed)
 
 
 def speed_row(
@@ -326,16 +331,16 @@ def bench_inference(settings: Settings) -> dict:
 # --------------------------------------------------------------------------- 2. peak memory
 
 
-def write_scene(path: Path, side: int) -> Path:
-    """A georeferenced RGB uint8 GeoTIFF of ``side`` x ``side`` px."""
+def write_scene(path: Path, width: int, height: int) -> Path:
+    """A georeferenced, tiled, deflated RGB uint8 GeoTIFF of ``width`` x ``height`` px."""
     import rasterio
     from rasterio.transform import from_origin
 
-    array = np.moveaxis(textured_image(side, seed=2), -1, 0)
+    array = np.moveaxis(textured_scene(width, height, seed=2), -1, 0)
     profile = {
         "driver": "GTiff",
-        "width": side,
-        "height": side,
+        "width": width,
+        "height": height,
         "count": 3,
         "dtype": "uint8",
         "crs": "EPSG:32633",
@@ -392,14 +397,30 @@ def run_child(job: dict) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def memory_row(method: str, path: str, variant: str, scene: int, measured: dict, note: str) -> dict:
+def scene_shape(width: int, height: int) -> str:
+    """``square``, ``tall`` (higher than wide) or ``wide``."""
+    return "square" if width == height else "tall" if height > width else "wide"
+
+
+def scene_size(width: int, height: int) -> dict:
+    """LR and output size of one memory scene, its shape, and the whole output's array size."""
+    pixels = width * SCALE * height * SCALE
+    return {
+        "lr": [width, height],
+        "output": [width * SCALE, height * SCALE],
+        "shape": scene_shape(width, height),
+        "output_array_mib": {"uint8": sig(pixels * 3 / MIB), "float32": sig(pixels * 3 * 4 / MIB)},
+    }
+
+
+def memory_row(method: str, path: str, variant: str, size: dict, measured: dict, note: str) -> dict:
+    """One memory result; ``size`` is the scene's ``scene_size``."""
     failed = "error" in measured
     return {
         "method": method,
         "path": path,
         "variant": variant,
-        "lr": [scene, scene],
-        "output": [scene * SCALE, scene * SCALE],
+        **size,
         "peak_rss_mib": None if failed else round(measured["peak_rss_kib"] / 1024, 1),
         "start_rss_mib": None if failed else round(measured["start_rss_kib"] / 1024, 1),
         "seconds": None if failed else sig(measured["seconds"]),
@@ -423,24 +444,34 @@ def memory_jobs(settings: Settings) -> Iterator[tuple[str, str, str, dict, str]]
     yield "bicubic", "Pillow, whole image", "", {"kind": "bicubic"}, note
 
 
-def bench_memory(settings: Settings) -> dict:
-    side = settings.memory_lr_size
+def memory_rows_of_scene(settings: Settings, folder: Path, width: int, height: int) -> list[dict]:
+    """Write one ``width`` x ``height`` scene into ``folder``; run every memory job on it."""
+    size = scene_size(width, height)
+    src = write_scene(folder / f"scene-{width}x{height}.tif", width, height)
     rows = []
+    for i, (method, path, variant, job, note) in enumerate(memory_jobs(settings)):
+        files = {"src": str(src), "dst": str(folder / f"out-{width}x{height}-{i}.tif")}
+        log(f"memory {width}x{height} {method} {path} {variant}")
+        measured = run_child({**job, **files, "threads": torch.get_num_threads()})
+        Path(files["dst"]).unlink(missing_ok=True)  # large outputs: keep the temporary folder small
+        rows.append(memory_row(method, path, variant, size, measured, note))
+    src.unlink()
+    return rows
+
+
+def bench_memory(settings: Settings) -> dict:
+    """Every memory job on a scene of each ``settings.memory_lr_sizes`` (square, tall, wide)."""
     with tempfile.TemporaryDirectory(prefix="rsgen-bench-") as tmp:
-        src = write_scene(Path(tmp) / "scene.tif", side)
-        for i, (method, path, variant, job, note) in enumerate(memory_jobs(settings)):
-            files = {"src": str(src), "dst": str(Path(tmp) / f"out{i}.tif")}
-            log(f"memory {method} {path} {variant}")
-            measured = run_child({**job, **files, "threads": torch.get_num_threads()})
-            rows.append(memory_row(method, path, variant, side, measured, note))
-    pixels = (side * SCALE) ** 2
+        rows = [
+            row
+            for width, height in settings.memory_lr_sizes
+            for row in memory_rows_of_scene(settings, Path(tmp), width, height)
+        ]
     return {
         "scale": SCALE,
-        "lr": [side, side],
-        "output": [side * SCALE, side * SCALE],
         "tile": settings.tile,
         "batch_size": settings.batch_size,
-        "output_array_mib": {"uint8": sig(pixels * 3 / MIB), "float32": sig(pixels * 3 * 4 / MIB)},
+        "sizes": [scene_size(width, height) for width, height in settings.memory_lr_sizes],
         "rows": rows,
     }
 
@@ -558,7 +589,9 @@ MEMORY_COLUMNS = [
     ("method", "method"),
     ("path", "path"),
     ("variant", "variant"),
+    ("shape", "shape"),
     ("LR -> output", size_cell),
+    ("output array MiB (uint8)", lambda r: f"{r['output_array_mib']['uint8']:.3g}"),
     ("peak RSS MiB", lambda r: optional_mib(r["peak_rss_mib"])),
     ("RSS before MiB", lambda r: optional_mib(r["start_rss_mib"])),
     ("s", lambda r: "-" if r["seconds"] is None else f"{r['seconds']:.4g}"),
@@ -616,11 +649,11 @@ def section_titles(results: dict) -> dict[str, str]:
         )
     if "memory" in results:
         mem = results["memory"]
-        size = mem["output_array_mib"]
+        shapes = ", ".join(dict.fromkeys(size["shape"] for size in mem["sizes"]))
         titles["memory"] = (
-            f"Peak resident memory (VmHWM) of a fresh process, x{SCALE} {size_cell(mem)} GeoTIFF, "
-            f"tile {mem['tile']}, batch {mem['batch_size']} (the whole output array alone: "
-            f"{size['uint8']} MiB uint8, {size['float32']} MiB float32)"
+            f"Peak resident memory (VmHWM) of a fresh process, x{SCALE} GeoTIFFs ({shapes}), "
+            f"tile {mem['tile']}, batch {mem['batch_size']} (output array: the whole output held as "
+            f"one uint8 array; float32 is 4x)"
         )
     if "training" in results:
         titles["training"] = (
@@ -652,6 +685,20 @@ def render_markdown(results: dict) -> str:
 SECTIONS = ("inference", "memory", "training")
 
 
+def memory_sizes(text: str) -> tuple[tuple[int, int], ...]:
+    """``"250x250,250x2000"`` -> ``((250, 250), (250, 2000))``: LR (width, height) pairs."""
+    sizes = []
+    for item in text.split(","):
+        match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", item)
+        if not match or min(int(match.group(1)), int(match.group(2))) < 1:
+            raise argparse.ArgumentTypeError(
+                f"bad size {item.strip()!r} in {text!r}: expected WIDTHxHEIGHT of positive integers, "
+                "comma-separated, e.g. 250x250,250x2000"
+            )
+        sizes.append((int(match.group(1)), int(match.group(2))))
+    return tuple(sizes)
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     add = parser.add_argument
@@ -669,6 +716,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     add("--size", type=int, help="LR side of the inference image (default 512: 2048x2048 output)")
     add("--repeats", type=int, help="timed runs per DEGAN variant, at most (default 3)")
     add("--budget", type=float, help="no new timed run once a variant's runs took this many s (default 60)")
+    add(
+        "--memory-sizes",
+        type=memory_sizes,
+        metavar="WxH,...",
+        help="LR scenes of the memory test, e.g. 250x250,500x500,250x2000 (output = 4x; default: "
+        + ",".join(f"{w}x{h}" for w, h in DEFAULT.memory_lr_sizes)
+        + ")",
+    )
     add("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS), help="what to measure")
     add("--child", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -685,6 +740,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         "batch_size": "batch_size",
         "repeats": "repeats",
         "budget": "budget",
+        "memory_sizes": "memory_lr_sizes",
     }
     for option, field in names.items():
         value = getattr(args, option)

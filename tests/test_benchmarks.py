@@ -48,12 +48,19 @@ def test_quick_benchmark_reports_every_section(tmp_path):
         assert positive(row["mpix_per_s"]) and positive(row["seconds"]) and row["runs"] >= 1, row
 
     memory = results["memory"]
-    assert {r["method"] for r in memory["rows"]} >= {"degan-cpu", "bicubic"}
-    assert positive(memory["output_array_mib"]["float32"])
+    sizes = [tuple(lr) for lr in results["settings"]["memory_lr_sizes"]]
+    assert [tuple(s["lr"]) for s in memory["sizes"]] == sizes
+    measured = {(tuple(r["lr"]), r["method"]) for r in memory["rows"]}
+    assert measured >= {(lr, method) for lr in sizes for method in ("degan-cpu", "bicubic")}
+    assert {r["shape"] for r in memory["rows"]} == {"square", "tall", "wide"}
     for row in memory["rows"]:
         assert "error" not in row, row
         assert positive(row["peak_rss_mib"]) and positive(row["seconds"]), row
         assert row["peak_rss_mib"] >= row["start_rss_mib"]
+        (w, h), array_mib = row["lr"], row["output_array_mib"]
+        assert row["output"] == [w * 4, h * 4], row
+        assert positive(array_mib["uint8"]), row
+        assert array_mib["float32"] == pytest.approx(4 * array_mib["uint8"], rel=1e-3), row
 
     training = results["training"]["rows"]
     runs = {(r["config"], r["scale"], r["phase"]) for r in training}
@@ -63,7 +70,15 @@ def test_quick_benchmark_reports_every_section(tmp_path):
         assert positive(row["it_per_s"]) and positive(row["sec_per_step"]), row
 
     assert markdown.startswith("Machine: ") and "| method |" in markdown and "| config |" in markdown
-    assert "output MP/s" in stdout
+    assert "output MP/s" in stdout and "output array MiB (uint8)" in markdown
+
+
+@pytest.mark.parametrize("sizes", ["12", "250x250,0x5", "250x250,"])
+def test_sr_benchmark_rejects_bad_memory_sizes(sizes):
+    cmd = [sys.executable, str(SCRIPT), "--memory-sizes", sizes, "--sections", "memory"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "argument --memory-sizes: bad size" in result.stderr.splitlines()[-1]
 
 
 @pytest.mark.slow
