@@ -124,3 +124,12 @@ def test_codebook_mismatch_and_missing_tokenizer_are_one_line_errors(
     config = tiny_config(caption_folder, "~/no-such-rsgen-tokenizer")
     with pytest.raises(RsgenError, match=str(Path.home() / "no-such-rsgen-tokenizer")):
         run_training(config, tmp_path / "c", progress=False)
+
+
+def test_the_tokenizer_may_be_a_shipped_one(tmp_path: Path):
+    from rsgen.shipped import WEIGHTS_DIR
+    from rsgen.train.tasks.rsvq import tokenizer_folder
+
+    assert tokenizer_folder("rsvq-cpu/tokenizer") == WEIGHTS_DIR / "rsvq-cpu" / "tokenizer"
+    with pytest.raises(RsgenError, match="no trained tokenizer folder"):
+        tokenizer_folder(tmp_path / "missing")

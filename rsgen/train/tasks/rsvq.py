@@ -43,6 +43,7 @@ from rsgen.files import atomic_file, cache_root
 from rsgen.models.diffusion_transformer import DiffusionTransformer
 from rsgen.models.vq_tokenizer import VQTokenizer
 from rsgen.progress import progress_bar
+from rsgen.shipped import WEIGHTS_DIR
 from rsgen.train.distributed import DistContext
 from rsgen.train.ema import EMA
 from rsgen.train.schedules import set_lr, warmup_cosine
@@ -58,8 +59,11 @@ TEXT_CHUNK = 64
 
 
 def tokenizer_folder(path: str | Path) -> Path:
-    """``train.tokenizer`` with ``~`` expanded; a missing folder is a one-line error."""
+    """``tokenizer:``, a folder (``~`` expanded) or a shipped one (``rsvq-cpu/tokenizer``); a
+    missing folder is a one-line error."""
     folder = Path(os.path.expanduser(str(path)))
+    if not folder.is_dir() and (WEIGHTS_DIR / str(path)).is_dir():
+        folder = WEIGHTS_DIR / str(path)
     if not (folder / "config.json").is_file():
         raise RsgenError("no trained tokenizer folder here (train one: rsgen train vq-tokenizer-cpu)", folder)
     return folder
