@@ -15,7 +15,7 @@ from PIL import Image
 from rsgen.errors import RsgenError
 from rsgen.io import TileError, tiled_upscale, upscale_array, upscale_raster
 from rsgen.io import write as write_module
-from rsgen.io.tiling import TileGrid, feather_ramp, tile_starts
+from rsgen.io.tiling import TileGrid, feather_ramp, tile_size, tile_starts
 
 torch.set_num_threads(1)
 pytestmark = pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
@@ -61,7 +61,8 @@ def files_in(folder: Path) -> list[str]:
 @pytest.mark.parametrize(("tile", "overlap"), [(32, 8), (16, 0), (8, 4)])
 def test_tile_starts_cover_evenly_with_min_overlap(length: int, tile: int, overlap: int) -> None:
     starts = tile_starts(length, tile, overlap)
-    size = min(tile, length)
+    size = tile_size(length, tile, overlap)
+    assert size <= min(tile, length)
     assert starts[0] == 0
     assert starts[-1] + size == length
     gaps = np.diff(starts)
@@ -69,10 +70,23 @@ def test_tile_starts_cover_evenly_with_min_overlap(length: int, tile: int, overl
     assert np.all(gaps <= size - overlap)  # neighbours overlap by >= overlap px
 
 
+@pytest.mark.parametrize(
+    ("side", "tile", "overlap", "tiles", "share"),
+    [(512, 64, 16, 11, 0.436), (512, 64, 4, 9, 0.130), (512, 128, 16, 5, 0.221), (64, 64, 16, 1, 0.0)],
+)
+def test_tiles_shrink_so_the_recomputed_overlap_stays_near_the_requested_one(
+    side, tile, overlap, tiles, share
+):
+    grid = TileGrid.build(side, side, tile, overlap)
+    assert len(grid.xs) == tiles and grid.recomputed_share == pytest.approx(share, abs=1e-3)
+    if tiles > 1:  # neighbours overlap by the requested amount or one pixel more, not by most of a tile
+        assert max(grid.tile_w - gap for gap in np.diff(grid.xs)) <= overlap + 1
+
+
 def test_grid_clamps_overlap_and_small_images_are_one_tile() -> None:
     grid = TileGrid.build(width=10, height=5, tile=8, overlap=100)
     assert grid.overlap == 4
-    assert (grid.tile_w, grid.tile_h) == (8, 5)
+    assert (grid.tile_w, grid.tile_h) == (7, 5)  # two 7 px tiles overlapping by 4 cover 10 px
     assert grid.ys == (0,)
     assert TileGrid.build(3, 3, 128, 16).n_tiles == 1
 

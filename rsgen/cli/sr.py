@@ -89,6 +89,7 @@ def sr_command(
                 "dtype": str(info.dtype),
                 "scale": scale,
                 "precision": "bf16" if resolver.bf16 else "fp32",
+                **tiling_of(info.width, info.height, resolver.tile, resolver.overlap),
                 "crs": str(info.crs) if info.crs else None,
                 "seconds": round(seconds, 3),
             }
@@ -111,3 +112,11 @@ def sr_command(
         record(input, output, info, time.perf_counter() - start)
     if as_json:
         emit_json({"model": resolver.name, "device": str(resolver.device), "results": report})
+
+
+def tiling_of(width: int, height: int, tile: int, overlap: int) -> dict[str, Any]:
+    """The tile layout of a ``width`` x ``height`` input, for the JSON report."""
+    from rsgen.io.tiling import TileGrid
+
+    grid = TileGrid.build(width, height, tile, overlap)
+    return {"tiles": grid.n_tiles, "recomputed_share": round(grid.recomputed_share, 4)}

@@ -40,18 +40,30 @@ class TileError(RsgenError):
 # --------------------------------------------------------------------------- geometry
 
 
+def tile_size(length: int, tile: int, overlap: int) -> int:
+    """The side of the tiles along an axis of ``length`` px: ``tile`` at most, shrunk so that the
+    fewest tiles that cover ``length`` with ``overlap`` overlap ``overlap`` px and no more.
+
+    With a fixed ``tile`` the last tile would have to overlap its neighbour by up to a whole
+    tile, and the work spent on pixels computed twice would grow with it (x4, 512 px, tile 64,
+    overlap 4: 21 % instead of 13 %)."""
+    if tile >= length:
+        return length
+    count = math.ceil((length - overlap) / (tile - overlap))
+    return min(tile, math.ceil((length + (count - 1) * overlap) / count))
+
+
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
-    """Offsets of tiles of ``min(tile, length)`` px covering ``[0, length)``.
+    """Offsets of tiles of :func:`tile_size` px covering ``[0, length)``.
 
     Neighbours overlap by at least ``overlap`` px (``overlap < tile``); the tiles are
     spread evenly, so the first starts at 0 and the last ends at ``length``.
     """
-    tile = min(tile, length)
-    if tile >= length:
+    size = tile_size(length, tile, overlap)
+    if size >= length:
         return [0]
-    step = tile - overlap
-    n = math.ceil((length - tile) / step) + 1
-    return [round(i * (length - tile) / (n - 1)) for i in range(n)]
+    n = math.ceil((length - overlap) / (size - overlap))
+    return [math.floor(i * (length - size) / (n - 1) + 0.5) for i in range(n)]
 
 
 @dataclass(frozen=True)
@@ -68,13 +80,13 @@ class TileGrid:
 
     @classmethod
     def build(cls, width: int, height: int, tile: int, overlap: int) -> TileGrid:
-        """Clamp ``overlap`` to ``[0, tile // 2]`` and tile sizes to the image size."""
+        """Clamp ``overlap`` to ``[0, tile // 2]``; tiles of :func:`tile_size` per axis."""
         overlap = max(0, min(overlap, tile // 2))
         return cls(
             width=width,
             height=height,
-            tile_w=min(tile, width),
-            tile_h=min(tile, height),
+            tile_w=tile_size(width, tile, overlap),
+            tile_h=tile_size(height, tile, overlap),
             overlap=overlap,
             xs=tuple(tile_starts(width, tile, overlap)),
             ys=tuple(tile_starts(height, tile, overlap)),
@@ -84,6 +96,12 @@ class TileGrid:
     def n_tiles(self) -> int:
         """Number of tiles."""
         return len(self.xs) * len(self.ys)
+
+    @property
+    def recomputed_share(self) -> float:
+        """Share of the model's work spent again on pixels that another tile also computes
+        (the overlaps): 0 for one tile, ``1 - image area / summed tile area`` in general."""
+        return 1.0 - (self.width * self.height) / (self.n_tiles * self.tile_w * self.tile_h)
 
 
 def feather_ramp(size: int, overlap: int, lead: bool, trail: bool) -> np.ndarray:
