@@ -73,7 +73,7 @@ def eval_sr_command(
     ] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Evaluate only the first N images.")] = None,
     tile: Annotated[int | None, typer.Option(min=1, help="LR tile size [default: 256 / scale].")] = None,
-    overlap: Annotated[int, typer.Option(min=0, help="LR tile overlap.")] = 16,
+    overlap: Annotated[int, typer.Option(min=0, help="LR tile overlap.")] = 4,
     device: DeviceOption = None,
     as_json: JsonOption = False,
     precision: PrecisionOption = "fp32",

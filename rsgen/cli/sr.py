@@ -35,7 +35,13 @@ def sr_command(
     tile: Annotated[
         int | None, typer.Option(min=1, help="LR tile size in pixels [default: 256 / scale].")
     ] = None,
-    overlap: Annotated[int, typer.Option(min=0, help="LR overlap between tiles, blended.")] = 16,
+    overlap: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="LR overlap between tiles, blended (see docs/raster-io.md for the measured seams).",
+        ),
+    ] = 4,
     batch_size: Annotated[int, typer.Option(min=1, help="Tiles per forward pass.")] = 4,
     device: DeviceOption = None,
     format: Annotated[

@@ -70,7 +70,7 @@ class SuperResolver(Pipeline):
         generator: DEGANGenerator,
         device: str | torch.device | None = None,
         tile: int | None = None,
-        overlap: int = 16,
+        overlap: int = 4,
         batch_size: int = 4,
         channels_last: bool = False,
         bf16: bool | str = False,
