@@ -19,6 +19,7 @@ views at fixed timesteps with fixed noise (``val_loss`` picks ``best/``, lower i
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -43,7 +44,7 @@ from rsgen.files import atomic_file, cache_root
 from rsgen.models.diffusion_transformer import DiffusionTransformer
 from rsgen.models.vq_tokenizer import VQTokenizer
 from rsgen.progress import progress_bar
-from rsgen.shipped import WEIGHTS_DIR
+from rsgen.shipped import resolve_model_path
 from rsgen.train.distributed import DistContext
 from rsgen.train.ema import EMA
 from rsgen.train.schedules import set_lr, warmup_cosine
@@ -62,8 +63,8 @@ def tokenizer_folder(path: str | Path) -> Path:
     """``tokenizer:``, a folder (``~`` expanded) or a shipped one (``rsvq-cpu/tokenizer``); a
     missing folder is a one-line error."""
     folder = Path(os.path.expanduser(str(path)))
-    if not folder.is_dir() and (WEIGHTS_DIR / str(path)).is_dir():
-        folder = WEIGHTS_DIR / str(path)
+    with contextlib.suppress(RsgenError):
+        folder = resolve_model_path(folder)
     if not (folder / "config.json").is_file():
         raise RsgenError("no trained tokenizer folder here (train one: rsgen train vq-tokenizer-cpu)", folder)
     return folder

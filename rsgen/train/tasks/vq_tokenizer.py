@@ -142,8 +142,7 @@ class VQTokenizerTask(SingleModelState):
         _, images = self.images.batch(step, self.batch_size)
         images = images.to(self.ctx.device)
         base, warmup, final = self.lr
-        lr = warmup_cosine(base, step, warmup, self.total_steps, final)
-        set_lr(self.optimizer, lr)
+        set_lr(self.optimizer, warmup_cosine(base, step, warmup, self.total_steps, final))
         logs: dict[str, float] = {}
         with torch.autocast(self.ctx.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             with torch.set_grad_enabled(self.trainable == "all"):
@@ -204,9 +203,10 @@ class VQTokenizerTask(SingleModelState):
         psnrs, ssims, all_ids, reconstructions = [], [], [], []
         for chunk in self.val_images.fixed().split(32):
             reconstruction, ids, _ = self.model(chunk.to(self.ctx.device))
+            reconstruction = reconstruction.float().cpu()
             all_ids.append(ids.cpu())
-            reconstructions.append(reconstruction.float().cpu())
-            for original, restored in zip(chunk, reconstruction.float().cpu(), strict=True):
+            reconstructions.append(reconstruction)
+            for original, restored in zip(chunk, reconstruction, strict=True):
                 a, b = tensor_to_image(restored), tensor_to_image(original)
                 psnrs.append(psnr(a, b))
                 ssims.append(ssim(a, b))
@@ -255,8 +255,8 @@ def initial_tokenizer(config: dict[str, Any]) -> VQTokenizer:
     name such as ``rsvq-cpu/tokenizer``; ``model:``, when given, must describe the same network)."""
     if not config.get("init"):
         return VQTokenizer.from_config(config["model"])
-    folder = Path(str(config["init"])).expanduser()
-    model = VQTokenizer.from_pretrained(folder if folder.is_dir() else str(config["init"])).float()
+    folder = Path(str(config["init"])).expanduser()  # a folder, or a shipped name (from_pretrained)
+    model = VQTokenizer.from_pretrained(folder).float()
     if config.get("model") is not None:
         wanted = VQTokenizer.from_config(config["model"]).config
         if wanted != model.config:
