@@ -31,6 +31,22 @@ def test_encode_decode_agree_with_the_forward_pass():
     assert torch.allclose(model.decode(ids), reconstruction, atol=1e-5)
 
 
+@pytest.mark.parametrize("switches", [{"lookup_dim": 4, "cosine": True}, {"cosine": True, "kmeans_init": True}])
+def test_low_dimensional_cosine_lookup_encodes_decodes_and_round_trips(switches, tmp_path: Path):
+    torch.manual_seed(0)
+    model = build_model({**TINY, **switches, "dead_code_threshold": 0.5})
+    images = torch.rand(3, 3, 16, 24) * 2 - 1
+    model.train()(images)  # k-means initialisation and one EMA update
+    model.eval()
+    reconstruction, ids, _ = model(images)
+    assert ids.shape == (3, 8, 12) and ids.max() < 32
+    assert torch.allclose(model.decode(ids), reconstruction, atol=1e-5)
+    if "lookup_dim" in switches:  # the encoder's 8-d vectors are looked up as 4-d codes
+        assert model.quantizer.codebook.shape == (32, 4)
+    loaded = VQTokenizer.from_pretrained(model.save_pretrained(tmp_path / "tok", dtype=torch.float32))
+    assert torch.equal(loaded.encode(images), ids)
+
+
 def test_training_mode_moves_the_codebook_and_encode_does_not():
     model = tiny_tokenizer()
     codebook = model.quantizer.codebook.clone()
@@ -63,6 +79,10 @@ def test_bad_sizes_are_refused():
         VQTokenizerConfig(channels=[8])
     with pytest.raises(ValueError, match="codebook_decay"):
         VQTokenizerConfig(codebook_decay=1.0)
+    with pytest.raises(ValueError, match="lookup_dim"):
+        VQTokenizerConfig(code_dim=8, lookup_dim=16)
+    with pytest.raises(ValueError, match="dead_code_threshold"):
+        VQTokenizerConfig(dead_code_threshold=-1.0)
     with pytest.raises(ValueError, match="divisible by 2"):
         tiny_tokenizer()(torch.zeros(1, 3, 15, 16))
     with pytest.raises(RsgenError, match="invalid model config"):

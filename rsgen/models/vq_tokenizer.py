@@ -2,7 +2,8 @@
 
 A convolutional encoder maps an image in [-1, 1] to a grid of vectors ``downsample`` times
 smaller; each vector is replaced by its nearest codebook entry (``vector-quantize-pytorch``: EMA
-codebook updates, dead codes restarted from the batch); a convolutional decoder maps the
+codebook updates, dead codes restarted from the batch; optionally a low-dimensional,
+l2-normalised lookup as in ViT-VQGAN); a convolutional decoder maps the
 quantised grid back to pixels. The discrete diffusion transformer models the grid of code
 indices (the "tokens"): 128 px images with ``downsample`` 8 are 16 x 16 = 256 tokens.
 """
@@ -24,7 +25,14 @@ from rsgen.models.pretrained import PretrainedModel
 @dataclass
 class VQTokenizerConfig(ComponentConfig):
     """Sizes of the tokenizer. ``channels`` are the widths of the resolution levels, from the
-    full image down: one stride-2 stage per level after the first."""
+    full image down: one stride-2 stage per level after the first.
+
+    Codebook switches (ViT-VQGAN's remedies for unused codes): ``lookup_dim`` projects the
+    encoder's ``code_dim`` vectors to a smaller space where the nearest code is looked up;
+    ``cosine`` l2-normalises vectors and codes there; ``kmeans_init`` starts the codebook from
+    k-means of the first batch. ``dead_code_threshold`` is the EMA use count below which a code
+    is restarted from the batch (0: never); a threshold near the mean use per code per batch
+    restarts codes at every step."""
 
     NAME: ClassVar[str] = "vq_tokenizer"
 
@@ -35,6 +43,9 @@ class VQTokenizerConfig(ComponentConfig):
     codebook_decay: float = 0.99
     commitment_weight: float = 0.25
     dead_code_threshold: float = 2.0
+    lookup_dim: int | None = None
+    cosine: bool = False
+    kmeans_init: bool = False
 
     def __post_init__(self) -> None:
         if len(self.channels) < 2 or any(int(c) < 1 for c in self.channels):
@@ -43,6 +54,10 @@ class VQTokenizerConfig(ComponentConfig):
             raise ValueError("codebook_size must be >= 2, code_dim >= 1 and res_blocks >= 0")
         if not 0.0 < self.codebook_decay < 1.0:
             raise ValueError(f"codebook_decay must be in (0, 1), got {self.codebook_decay}")
+        if self.lookup_dim is not None and not 1 <= self.lookup_dim <= self.code_dim:
+            raise ValueError(f"lookup_dim must be in [1, code_dim], got {self.lookup_dim}")
+        if self.dead_code_threshold < 0:
+            raise ValueError(f"dead_code_threshold must be >= 0, got {self.dead_code_threshold}")
 
     @property
     def downsample(self) -> int:
@@ -90,6 +105,9 @@ class VQTokenizer(PretrainedModel):
             decay=config.codebook_decay,
             commitment_weight=config.commitment_weight,
             threshold_ema_dead_code=config.dead_code_threshold,
+            codebook_dim=config.lookup_dim if config.lookup_dim != config.code_dim else None,
+            use_cosine_sim=config.cosine,
+            kmeans_init=config.kmeans_init,
             accept_image_fmap=True,
         )
         decoder: list[nn.Module] = [nn.Conv2d(config.code_dim, widths[-1], 3, padding=1)]
@@ -142,7 +160,14 @@ class VQTokenizer(PretrainedModel):
         """Token ids ``(B, h, w)`` → images ``(B, 3, h * downsample, w * downsample)`` in [-1, 1]."""
         if ids.ndim != 3:
             raise ValueError(f"token ids must be (B, h, w), got shape {tuple(ids.shape)}")
-        return self.decoder(self.quantizer.get_output_from_indices(ids)).clamp(-1, 1)
+        return self.decoder(self.code_vectors(ids)).clamp(-1, 1)
+
+    def code_vectors(self, ids: torch.Tensor) -> torch.Tensor:
+        """Token ids ``(B, h, w)`` → the quantised vectors ``(B, code_dim, h, w)`` the decoder
+        reads (the library's ``get_output_from_indices`` projects channel-first image maps the
+        wrong way round when ``lookup_dim`` is set)."""
+        codes = self.quantizer.project_out(self.quantizer.codebook[ids])
+        return codes.permute(0, 3, 1, 2)
 
     def _check_size(self, images: torch.Tensor) -> None:
         if images.ndim != 4 or images.shape[1] != 3:
