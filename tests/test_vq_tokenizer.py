@@ -31,7 +31,9 @@ def test_encode_decode_agree_with_the_forward_pass():
     assert torch.allclose(model.decode(ids), reconstruction, atol=1e-5)
 
 
-@pytest.mark.parametrize("switches", [{"lookup_dim": 4, "cosine": True}, {"cosine": True, "kmeans_init": True}])
+@pytest.mark.parametrize(
+    "switches", [{"lookup_dim": 4, "cosine": True}, {"cosine": True, "kmeans_init": True}]
+)
 def test_low_dimensional_cosine_lookup_encodes_decodes_and_round_trips(switches, tmp_path: Path):
     torch.manual_seed(0)
     model = build_model({**TINY, **switches, "dead_code_threshold": 0.5})
