@@ -17,7 +17,7 @@ from rsgen.data.pyramid import blur_errors, blurry_pyramid, build_pyramid, pyram
 from rsgen.diffusion import MultiScaleScheduler, build_scheduler
 from rsgen.errors import RsgenError
 from rsgen.models.single_image_denoiser import SingleImageDenoiser, SingleImageDenoiserConfig
-from rsgen.pipelines.editor import Editor, EditSettings, compose, editable_mask
+from rsgen.pipelines.editor import ClipGuidance, Editor, EditSettings, compose, editable_mask
 from tests.conftest import run_cli
 
 TINY_TRAIN = {
@@ -210,6 +210,26 @@ def test_edit_without_ensembling_uses_the_prompt_alone(editor):
         "the river is flooding", seed=0, settings=EditSettings(steps=2, views=1, ensemble=False)
     )
     assert result.prompts == ["the river is flooding"] and result.changed.all()
+
+
+class MeanColourModel:
+    """A stand-in image–text model: an image's embedding is its mean colour."""
+
+    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
+        return images.mean(dim=(2, 3))
+
+
+@pytest.mark.parametrize("coarsest", [False, True])
+def test_guidance_runs_on_its_scales_only(coarsest):
+    settings = EditSettings(guide_coarsest=coarsest, views=2)
+    scales = (0 if coarsest else 1, 2)
+    guide = ClipGuidance(
+        MeanColourModel(), torch.tensor([[1.0, 0.0, 0.0]]), settings, scales, torch.Generator()
+    )
+    x0 = torch.full((1, 3, 16, 16), 0.1)
+    assert torch.equal(guide(x0, 3, 0), x0)  # the finest of 4 scales
+    assert torch.equal(guide(x0, 0, 0), x0) != coarsest
+    assert guide(x0, 1, 0)[:, 0].mean() > 0.1  # pushed toward red
 
 
 def test_copy_roi_changes_only_the_target_neighbourhood(editor):
