@@ -247,6 +247,9 @@ def eval_edit_command(
     judge: Annotated[
         str, typer.Option(help="Image-text model that scores but never guides.")
     ] = "rs-clip-judge",
+    guide: Annotated[
+        str, typer.Option(help="Image-text model that steers the edits (name or file).")
+    ] = "rs-clip",
     device: DeviceOption = None,
     as_json: JsonOption = False,
     quiet: QuietOption = False,
@@ -263,13 +266,17 @@ def eval_edit_command(
     records = read_cases(cases)
 
     def fit(array: np.ndarray) -> Editor:
-        return Editor.fit(array, steps=train_steps, config=train_config, device=device, progress=not quiet)
+        return Editor.fit(
+            array, steps=train_steps, config=train_config, device=device, progress=not quiet, guide=guide
+        )
 
-    results = evaluate_edits(records, output, max_side, seed, settings, fit, judge, progress=not quiet)
+    results = evaluate_edits(
+        records, output, max_side, seed, settings, fit, judge, progress=not quiet, guide=guide
+    )
     contact_sheet(output, results, output / "contact_sheet.png")
     report = {
         "cases": str(cases),
-        "settings": {**settings.__dict__, "max_side": max_side, "seed": seed},
+        "settings": {**settings.__dict__, "max_side": max_side, "seed": seed, "guide": guide},
         "summary": summary(results),
         "results": as_dicts(results),
     }

@@ -121,13 +121,15 @@ def evaluate_edits(
     fit: Callable[[np.ndarray], Editor] | None = None,
     judge: str = JUDGE,
     progress: bool = True,
+    guide: str = DEFAULT_GUIDE,
 ) -> list[EditCaseResult]:
     """Edit every case and measure it; writes ``<name>_before_after.png`` per case under
-    ``out_dir``. ``fit`` builds the editor of an image (default :meth:`Editor.fit`)."""
+    ``out_dir``. ``fit`` builds the editor of an image (default :meth:`Editor.fit` with
+    ``guide``); scores are given under ``guide``, ``rs-clip`` and ``judge``."""
     settings = settings or EditSettings()
-    fit = fit or (lambda array: Editor.fit(array, progress=progress))
+    fit = fit or (lambda array: Editor.fit(array, progress=progress, guide=guide))
     out_dir.mkdir(parents=True, exist_ok=True)
-    scorers = scoring_models((DEFAULT_GUIDE, judge))
+    scorers = scoring_models(tuple(dict.fromkeys((guide, DEFAULT_GUIDE, judge))))
     results = []
     for case in cases:
         array, roi = shrink(read_rgb_uint8(case.image), case.roi, max_side)
