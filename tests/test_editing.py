@@ -494,6 +494,8 @@ def test_eval_edit_reports_guide_and_judge_scores_and_the_outside_pixels(tmp_pat
             "2",
             "--train-config",
             tiny_config,
+            "--guide",
+            "rs-clip-judge",
             "--json",
             "-q",
             env={"RSGEN_CACHE": str(tmp_path / "cache")},
@@ -502,10 +504,12 @@ def test_eval_edit_reports_guide_and_judge_scores_and_the_outside_pixels(tmp_pat
         .json()
     )
     first, second = report["results"]
+    assert report["settings"]["guide"] == "rs-clip-judge"
+    assert set(first["scores"]) == {"rs-clip-judge", "rs-clip"}  # guide, rs-clip, judge: once each
     assert first["size"] == [96, 96] and second["size"] == [96, 96]
     assert second["roi"] == [24, 24, 36, 36]  # shrunk with its image
     assert set(first["scores"]["rs-clip"]) == {"before", "after", "gain"}
-    assert "rs-clip-judge" in first["scores"]
+    assert set(first["scores"]["rs-clip-judge"]) == {"before", "after", "gain"}
     assert 0 < first["ssim_outside"] <= 1 and report["summary"]["cases"] == 2
     assert (tmp_path / "out" / "contact_sheet.png").is_file() and (
         tmp_path / "out" / "a_before_after.png"

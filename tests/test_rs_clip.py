@@ -233,14 +233,16 @@ def test_eval_retrieval_bad_input_is_one_line(tmp_path: Path, caption_folder: Pa
 # --- the shipped models -----------------------------------------------------------------
 
 
-def test_shipped_rs_clip_zero_shot_on_real_images() -> None:
-    """The shipped model separates a few clearly different RSICD test scenes."""
+@pytest.mark.parametrize(("name", "width"), [("rs-clip", 512), ("rs-clip-judge", 256)])
+def test_shipped_image_text_models_zero_shot_on_real_images(name: str, width: int) -> None:
+    """Each shipped model (the guide and the judge) separates a few clearly different RSICD
+    test scenes."""
     data = needs_shared("rsicd_aid150")
     from rsgen.data.images import center_square, image_to_tensor
     from rsgen.io import read_rgb_uint8
     from rsgen.models.loading import load_image_text_model
 
-    model = load_image_text_model("rs-clip")
+    model = load_image_text_model(name)
     scenes = ["beach", "farmland", "forest", "airport", "storagetanks", "viaduct"]
     records = [r for r in read_caption_records(data, "test") if r.scene in scenes][::3]
     images = torch.stack([image_to_tensor(center_square(read_rgb_uint8(r.path), 224)) for r in records])
@@ -250,6 +252,7 @@ def test_shipped_rs_clip_zero_shot_on_real_images() -> None:
     labels = torch.tensor([scenes.index(r.scene) for r in records])
     accuracy = zero_shot_accuracy(image_emb, class_emb, labels)
     assert accuracy >= 0.7, accuracy
+    assert image_emb.shape[1] == class_emb.shape[1] == width
     assert math.isclose(float(image_emb.norm(dim=1).mean()), 1.0, rel_tol=1e-4)
 
 
