@@ -118,3 +118,13 @@ def test_tiled_output_matches_whole_image_for_the_shipped_model():
     # The bottleneck Transformer attends over the whole tile, so tiles see less context than
     # the whole image: a small difference, far below what a seam would show.
     assert difference.mean() < 0.5 and np.percentile(difference, 99) <= 3
+
+
+def test_a_local_folder_that_is_not_a_model_does_not_hide_a_shipped_name(tmp_path, monkeypatch):
+    from rsgen.shipped import WEIGHTS_DIR, resolve_model_path
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "rs-clip").mkdir()  # say a training run of that name
+    assert resolve_model_path("rs-clip") == WEIGHTS_DIR / "rs-clip"
+    (tmp_path / "rs-clip" / "config.json").write_text("{}")  # a model folder: it wins
+    assert resolve_model_path("rs-clip") == Path("rs-clip")

@@ -511,19 +511,13 @@ JUDGE = "rs-clip-judge"
 
 def scoring_models(
     names: Sequence[str] = (DEFAULT_GUIDE, JUDGE), loaded: Mapping[str, ImageTextModel] | None = None
-) -> dict[str, ImageTextModel | None]:
-    """The image–text models that score edits, each loaded once (``loaded`` ones reused): None
-    for a model that is not available here (e.g. the judge before it is trained)."""
-    models: dict[str, ImageTextModel | None] = {}
-    for name in names:
-        if loaded and name in loaded:
-            models[name] = loaded[name]
-            continue
-        try:
-            models[name] = load_image_text_model(name)
-        except RsgenError:
-            models[name] = None
-    return models
+) -> dict[str, ImageTextModel]:
+    """The image–text models that score edits, each loaded once (``loaded`` ones reused).
+
+    Raises:
+        RsgenError: a model cannot be loaded (a score is never silently left out)."""
+    loaded = loaded or {}
+    return {name: loaded[name] if name in loaded else load_image_text_model(name) for name in names}
 
 
 def prompt_scores(
