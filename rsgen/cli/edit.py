@@ -256,6 +256,7 @@ def eval_edit_command(
 ) -> None:
     """Edit every case (one seed) and report CLIP scores before/after under the guide and the
     judge, PSNR/SSIM outside the ROI and times: OUT/results.json, OUT/contact_sheet.png."""
+    from rsgen.models.image_text import ImageTextModel
     from rsgen.pipelines.edit_eval import as_dicts, contact_sheet, evaluate_edits, read_cases, summary
     from rsgen.pipelines.editor import Editor, EditSettings, check_settings
 
@@ -265,9 +266,14 @@ def eval_edit_command(
     check_settings(settings)
     records = read_cases(cases)
 
-    def fit(array: np.ndarray) -> Editor:
+    def fit(array: np.ndarray, guide_model: ImageTextModel) -> Editor:
         return Editor.fit(
-            array, steps=train_steps, config=train_config, device=device, progress=not quiet, guide=guide
+            array,
+            steps=train_steps,
+            config=train_config,
+            device=device,
+            progress=not quiet,
+            guide=guide_model,
         )
 
     results = evaluate_edits(

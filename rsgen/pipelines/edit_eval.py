@@ -30,6 +30,7 @@ from rsgen.errors import RsgenError
 from rsgen.files import atomic_file
 from rsgen.io.rgb import read_rgb_uint8
 from rsgen.metrics.image_quality import masked_psnr, masked_ssim
+from rsgen.models.image_text import ImageTextModel
 from rsgen.pipelines.editor import (
     DEFAULT_GUIDE,
     JUDGE,
@@ -118,16 +119,17 @@ def evaluate_edits(
     max_side: int = 256,
     seed: int = 0,
     settings: EditSettings | None = None,
-    fit: Callable[[np.ndarray], Editor] | None = None,
+    fit: Callable[[np.ndarray, ImageTextModel], Editor] | None = None,
     judge: str = JUDGE,
     progress: bool = True,
     guide: str = DEFAULT_GUIDE,
 ) -> list[EditCaseResult]:
     """Edit every case and measure it; writes ``<name>_before_after.png`` per case under
-    ``out_dir``. ``fit`` builds the editor of an image (default :meth:`Editor.fit` with
-    ``guide``); scores are given under ``guide``, ``rs-clip`` and ``judge``."""
+    ``out_dir``. ``fit(image, guide_model)`` builds the editor of an image (default
+    :meth:`Editor.fit`); the ``guide`` model is loaded once, steers every edit and scores them
+    beside ``rs-clip`` and ``judge``."""
     settings = settings or EditSettings()
-    fit = fit or (lambda array: Editor.fit(array, progress=progress, guide=guide))
+    fit = fit or (lambda array, guide_model: Editor.fit(array, progress=progress, guide=guide_model))
     out_dir.mkdir(parents=True, exist_ok=True)
     scorers = scoring_models(tuple(dict.fromkeys((guide, DEFAULT_GUIDE, judge))))
     results = []
@@ -135,7 +137,7 @@ def evaluate_edits(
         array, roi = shrink(read_rgb_uint8(case.image), case.roi, max_side)
         editable_mask(array.shape[:2], roi, None)  # a bad ROI fails before any training
         tic = time.perf_counter()
-        editor = fit(array)
+        editor = fit(array, scorers[guide])
         trained = time.perf_counter() - tic
         result = editor.edit(case.prompt, roi=roi, seed=seed, settings=settings)
         edited = np.asarray(result.image)
